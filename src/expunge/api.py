@@ -1,0 +1,160 @@
+"""The Python API. The CLI is a thin skin over these functions; notebooks and pipelines call them too.
+
+Every function takes the dataset as a list of paths/globs and a store folder, and is incremental:
+calling ``clean`` twice does the work once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expunge.engine import Executor, make_executor
+from expunge.errors import ExpungeError
+from expunge.lists.bank import BankInfo, ImportResult, load_info
+from expunge.lists.bank import import_list as _import_list
+from expunge.pipeline.run import Dataset, Pipeline, StageReport, bank_infos, open_dataset
+from expunge.progress import NullReporter, Reporter
+from expunge.signals import RECIPES, SIGNALS
+from expunge.store import Store
+
+DEFAULT_STORE = ".expunge"
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """``FILE:SIGNAL[:RECIPE]`` as given to ``clean --list``."""
+
+    path: Path
+    signal: str | None
+    recipe: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> ListSpec:
+        parts = text.split(":")
+        recipe = signal = None
+        if len(parts) >= 3 and parts[-1] in RECIPES and parts[-2] in SIGNALS:
+            recipe, signal, parts = parts[-1], parts[-2], parts[:-2]
+        elif len(parts) >= 2 and parts[-1] in SIGNALS:
+            signal, parts = parts[-1], parts[:-1]
+        elif len(parts) >= 2 and parts[-1] and not Path(text).exists():
+            raise ExpungeError(
+                f"unknown signal type {parts[-1]!r} in --list (known: {', '.join(SIGNALS)})",
+                ":".join(parts[:-1]),
+            )
+        return cls(Path(":".join(parts)), signal, recipe)
+
+
+@dataclass
+class Options:
+    """What every stage needs besides the dataset: where state lives and what runs the tasks."""
+
+    store: str | Path = DEFAULT_STORE
+    executor: str = "local"
+    workers: int | None = None
+    url_column: str | None = None
+    caption_column: str | None = None
+    key_column: str | None = None
+    reporter: Reporter | None = None
+
+
+class _Session:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.store = Store(opts.store).ensure()
+        self.executor: Executor = make_executor(opts.executor, opts.workers)
+        self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
+
+    def dataset(self, dataset: Sequence[str]) -> Dataset:
+        o = self.opts
+        return open_dataset(self.store, list(dataset), o.url_column, o.caption_column, o.key_column)
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.close()
+
+
+def import_list(
+    path: str | Path,
+    *,
+    store: str | Path = DEFAULT_STORE,
+    name: str | None = None,
+    signal: str | None = None,
+    recipe: str | None = None,
+    source: str | None = None,
+    label: str | None = None,
+    fmt: str = "auto",
+    column: str | None = None,
+) -> ImportResult:
+    return _import_list(Store(store), Path(path), name, signal, recipe, source, label, fmt, column)
+
+
+def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:
+    s = Store(store)
+    return [load_info(s, n) for n in s.bank_names()]
+
+
+def _scope(store: Store, banks: Sequence[str] | None, lists: Sequence[str] = ()) -> list[BankInfo]:
+    names = list(banks) if banks else []
+    for text in lists:
+        spec = ListSpec.parse(text)
+        res = _import_list(store, spec.path, None, spec.signal, spec.recipe, "command line")
+        names.append(res.name)
+    if not names and not lists and banks is None:
+        return bank_infos(store, None)
+    infos = bank_infos(store, sorted(set(names)))
+    return infos
+
+
+def index(
+    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: Options | None = None
+) -> StageReport:
+    with _Session(opts or Options()) as s:
+        ds = s.dataset(dataset)
+        report = s.pipeline.index(ds, _scope(s.store, banks))
+        s.pipeline.write_ledger("index")
+        return report
+
+
+def match(
+    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: Options | None = None
+) -> dict[str, Any]:
+    with _Session(opts or Options()) as s:
+        ds = s.dataset(dataset)
+        infos = _scope(s.store, banks)
+        if not infos:
+            raise ExpungeError(
+                "no banks in the store: import a list first ('expunge lists import')", s.store.root
+            )
+        s.pipeline.index(ds, infos)
+        report = s.pipeline.match(ds, infos)
+        per_bank = s.pipeline.findings_summary(ds, infos)
+        s.pipeline.write_ledger("match")
+        return {"stage": report, "rows_matched_by_bank": per_bank, "banks": [b.public() for b in infos]}
+
+
+def clean(
+    dataset: Sequence[str],
+    out: str | Path,
+    *,
+    lists: Sequence[str] = (),
+    banks: Sequence[str] | None = None,
+    opts: Options | None = None,
+) -> dict[str, Any]:
+    """Index, match and write the cleaned release to ``out``; returns the summary written beside it."""
+    with _Session(opts or Options()) as s:
+        ds = s.dataset(dataset)
+        infos = _scope(s.store, banks, lists)
+        if not infos:
+            raise ExpungeError(
+                "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
+            )
+        s.pipeline.index(ds, infos)
+        s.pipeline.match(ds, infos)
+        summary = s.pipeline.clean(ds, infos, Path(out))
+        s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
+        return summary

@@ -1,0 +1,91 @@
+"""Atomic file writes: temp file in the same directory, fsync, rename, fsync the directory.
+
+A reader (or a resumed run) therefore sees either the old file, the complete new file, or nothing;
+never a torn write, even after SIGKILL or power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".expunge-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename: the directory entry must reach the disk too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it to ``final``.
+
+    ``tmp_dir`` lets callers keep temporaries out of a published folder; it must be on the same
+    filesystem as ``final``. On failure the temporary is removed and ``final`` is untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    where = tmp_dir if tmp_dir is not None else final.parent
+    where.mkdir(parents=True, exist_ok=True)
+    tmp = where / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes(final: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    with atomic_path(final, tmp_dir) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(final: Path, obj: Any, tmp_dir: Path | None = None) -> None:
+    """Deterministic JSON (sorted keys, fixed indent) so reruns are byte-identical."""
+    write_bytes(final, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), tmp_dir)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def copy_or_link(src: Path, final: Path, tmp_dir: Path | None = None) -> str:
+    """Place an exact copy of ``src`` at ``final``: a hard link where the filesystem allows, else a copy.
+
+    Returns ``"linked"`` or ``"copied"``. Either way the result appears atomically.
+    """
+    where = tmp_dir if tmp_dir is not None else final.parent
+    where.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = where / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+        how = "linked"
+    except OSError:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        how = "copied"
+    try:
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fsync_dir(final.parent)
+    return how

@@ -1,0 +1,276 @@
+"""The ``expunge`` command: a thin skin over :mod:`expunge.api`.
+
+Every failure a user can cause ends as one line on stderr naming the file and the line or row, with a
+non-zero exit; never a traceback. Nothing printed here ever includes a flagged row's URL or caption.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from expunge import __version__, api
+from expunge.errors import ExpungeError
+from expunge.progress import RichReporter
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find and remove dataset rows that match known-abuse hash lists, and publish a clean release.",
+)
+lists_app = typer.Typer(no_args_is_help=True, help="Import, list and compare hash lists (banks).")
+app.add_typer(lists_app, name="lists")
+out = Console()
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="State folder (banks, index, findings, runs).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local.")]
+UrlColOpt = Annotated[str | None, typer.Option("--url-column", help="URL column (default: detected).")]
+CapColOpt = Annotated[
+    str | None, typer.Option("--caption-column", help="Caption column (default: detected).")
+]
+KeyColOpt = Annotated[str | None, typer.Option("--key-column", help="Key column (default: detected).")]
+BankOpt = Annotated[list[str] | None, typer.Option("--bank", help="Use only this bank (repeatable).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DatasetArg = Annotated[list[str], typer.Argument(help="Parquet shards: a folder, a glob, or files.")]
+
+
+def _opts(
+    store: Path,
+    workers: int | None,
+    executor: str,
+    url_column: str | None,
+    caption_column: str | None,
+    key_column: str | None,
+    quiet: bool,
+) -> api.Options:
+    return api.Options(
+        store=store,
+        executor=executor,
+        workers=workers,
+        url_column=url_column,
+        caption_column=caption_column,
+        key_column=key_column,
+        reporter=RichReporter(quiet=quiet),
+    )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"expunge {__version__}")
+        raise typer.Exit()
+
+
+@lists_app.command("import")
+def lists_import(
+    file: Annotated[Path, typer.Argument(help="List file: plain text, CSV with header, or threatexchange.")],
+    signal: Annotated[
+        str | None, typer.Option(help="Signal type, e.g. url_md5 (pytx files name it).")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="URL recipe the list owner hashed: raw/stripped/canonical.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Bank name (default: the file name).")] = None,
+    source: Annotated[str | None, typer.Option(help="Organisation the list came from.")] = None,
+    label: Annotated[str | None, typer.Option(help="Version label or date of this file.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, plain, csv or pytx.")] = "auto",
+    column: Annotated[str | None, typer.Option(help="CSV column holding the values.")] = None,
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+) -> None:
+    """Import a list as a new version of a bank; a malformed line refuses the whole file."""
+    res = api.import_list(
+        file,
+        store=store,
+        name=name,
+        signal=signal,
+        recipe=recipe,
+        source=source,
+        label=label,
+        fmt=fmt,
+        column=column,
+    )
+    if res.unchanged:
+        out.print(f"bank [bold]{res.name}[/] unchanged at version {res.version} ({res.count:,} values)")
+    else:
+        out.print(
+            f"bank [bold]{res.name}[/] version {res.version}: {res.count:,} values "
+            f"(+{res.added:,} added, -{res.removed:,} removed)"
+        )
+
+
+@lists_app.command("ls")
+def lists_ls(
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the banks in the store with their provenance (never their values)."""
+    banks = api.list_banks(store)
+    if as_json:
+        print(json.dumps([b.public() for b in banks], indent=2, sort_keys=True))
+        return
+    table = Table(title=f"banks in {store}")
+    for col in ("name", "signal", "recipe", "source", "version", "label", "values"):
+        table.add_column(col, justify="right" if col in ("version", "values") else "left")
+    for b in banks:
+        p = b.public()
+        table.add_row(b.name, b.signal, b.recipe, b.source, str(b.version), str(p["label"]), f"{b.count:,}")
+    out.print(table)
+
+
+@lists_app.command("diff")
+def lists_diff(
+    bank: Annotated[str, typer.Argument(help="Bank name.")],
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+) -> None:
+    """Version history of a bank: how many values each import added and removed."""
+    info = next((b for b in api.list_banks(store) if b.name == bank), None)
+    if info is None:
+        raise ExpungeError(f"no bank named {bank!r}", store)
+    table = Table(title=f"{bank}: {info.signal}/{info.recipe} from {info.source}")
+    for col in ("version", "label", "file sha256", "values", "added", "removed"):
+        table.add_column(col)
+    for v in info.versions:
+        table.add_row(
+            str(v["version"]),
+            str(v["label"]),
+            v["file_sha256"][:16],
+            f"{v['count']:,}",
+            f"+{v['added']:,}",
+            f"-{v['removed']:,}",
+        )
+    out.print(table)
+
+
+@app.command("index")
+def index_cmd(
+    dataset: DatasetArg,
+    bank: BankOpt = None,
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    url_column: UrlColOpt = None,
+    caption_column: CapColOpt = None,
+    key_column: KeyColOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compute and store, once per shard, the digests that the banks' recipes need."""
+    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet)
+    rep = api.index(dataset, banks=bank, opts=opts)
+    out.print(
+        f"indexed {rep.shards_run} of {rep.shards_total} shards ({rep.details['rows_read']:,} rows read) "
+        f"in {rep.seconds:.1f}s"
+    )
+
+
+@app.command("match")
+def match_cmd(
+    dataset: DatasetArg,
+    bank: BankOpt = None,
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    url_column: UrlColOpt = None,
+    caption_column: CapColOpt = None,
+    key_column: KeyColOpt = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Match the stored index against the banks (only new bank values are matched on a rerun)."""
+    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet)
+    res = api.match(dataset, banks=bank, opts=opts)
+    if as_json:
+        print(json.dumps(res["rows_matched_by_bank"], indent=2, sort_keys=True))
+        return
+    table = Table(title="rows matched")
+    table.add_column("bank")
+    table.add_column("version", justify="right")
+    table.add_column("rows", justify="right")
+    for b in res["banks"]:
+        table.add_row(b["name"], str(b["version"]), f"{res['rows_matched_by_bank'][b['name']]:,}")
+    out.print(table)
+
+
+@app.command("clean")
+def clean_cmd(
+    dataset: DatasetArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the cleaned release.")],
+    list_: Annotated[
+        list[str] | None, typer.Option("--list", help="FILE:SIGNAL[:RECIPE] to import and use (repeatable).")
+    ] = None,
+    bank: BankOpt = None,
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    url_column: UrlColOpt = None,
+    caption_column: CapColOpt = None,
+    key_column: KeyColOpt = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Index, match and write the cleaned release: same shards, schema and row order, minus matches."""
+    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet or as_json)
+    summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
+    if as_json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    print_summary(summary, out_dir)
+
+
+def print_summary(summary: dict[str, Any], out_dir: Path, console: Console | None = None) -> None:
+    con = console or out
+    table = Table(title="expunge clean")
+    table.add_column("", style="bold")
+    table.add_column("rows", justify="right")
+    table.add_row("input", f"{summary['rows_in']:,}")
+    table.add_row("kept", f"{summary['rows_kept']:,}")
+    table.add_row("removed", f"{summary['rows_removed']:,}", style="red")
+    table.add_row("quarantined", f"{summary['rows_quarantined']:,}", style="yellow")
+    con.print(table)
+    banks = Table(title="removed by bank")
+    for col in ("bank", "signal", "recipe", "version", "values", "rows removed"):
+        banks.add_column(col, justify="right" if col in ("version", "values", "rows removed") else "left")
+    for b in summary["banks"]:
+        hit = summary["removed_by_bank"].get(f"{b['name']}@v{b['version']}", 0)
+        banks.add_row(b["name"], b["signal"], b["recipe"], str(b["version"]), f"{b['count']:,}", f"{hit:,}")
+    con.print(banks)
+    if summary["quarantined_by_reason"]:
+        con.print(
+            "quarantined: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["quarantined_by_reason"].items()))
+        )
+    con.print(
+        f"shards: {summary['shards_copied']} copied unchanged, {summary['shards_rewritten']} rewritten → "
+        f"[bold]{out_dir}[/]  (summary.json, removed.parquet beside the shards)"
+    )
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr, never a traceback."""
+    err = Console(stderr=True)
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except ExpungeError as exc:
+        err.print(f"[red]expunge: error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("expunge: interrupted; rerun the same command to resume")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so without dumping data-bearing context
+        if debug:
+            raise
+        err.print(f"expunge: internal error ({type(exc).__name__}); rerun with --debug for details")
+        sys.exit(70)

@@ -1,0 +1,30 @@
+"""One error type that the CLI turns into a single line naming the file and the place.
+
+Messages never quote the offending content: a bad line in a plaintext URL list, or a URL column value,
+may itself be the flagged material, so errors say *where* and *what kind of* problem, never *what*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ExpungeError(Exception):
+    """A user-facing failure: bad input, a refused list, a missing column, a corrupt shard."""
+
+    def __init__(self, message: str, path: str | Path | None = None, where: str | None = None) -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.where = where
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """``FILE:WHERE: message``; ``where`` is ``line 12``, ``row 3041``, ``row group 2``..."""
+        parts = [p for p in (self.path, self.where) if p]
+        prefix = ":".join(parts)
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return " ".join(text.split())
+
+    def __reduce__(self) -> tuple[type[ExpungeError], tuple[str, str | None, str | None]]:
+        # Worker processes raise these; pickling must keep the structured fields.
+        return (ExpungeError, (self.message, self.path, self.where))

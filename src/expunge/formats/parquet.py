@@ -1,0 +1,233 @@
+"""Parquet shards: discovery, column detection, streaming reads, and faithful rewrites.
+
+A rewritten shard keeps the source's schema (with its key-value metadata), row order, per-column
+compression and dictionary settings, format version and row-group size, so a cleaned release looks
+like the original minus the removed rows. Reads stream one row group at a time: memory is bounded by
+the largest row group, never by the shard or dataset size.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from expunge.errors import ExpungeError
+
+URL_COLUMNS = ("url", "URL", "image_url", "img_url", "link", "URL_")
+CAPTION_COLUMNS = ("caption", "TEXT", "text", "alt", "title", "CAPTION")
+KEY_COLUMNS = ("key", "SAMPLE_ID", "sample_id", "id", "uid")
+SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    url: str
+    caption: str | None
+    key: str | None
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str  # path relative to the dataset root, '/'-separated: the shard's identity
+    path: str  # absolute path
+
+
+def _is_shard(path: str) -> bool:
+    return path.endswith(SUFFIXES) and not os.path.basename(path).startswith((".", "_"))
+
+
+def discover(specs: Sequence[str]) -> tuple[str, list[Shard]]:
+    """Resolve directories, globs and files into an ordered shard list and their common root."""
+    paths: list[str] = []
+    for spec in specs:
+        spec = spec.removeprefix("file://")
+        if os.path.isdir(spec):
+            for dirpath, dirnames, filenames in os.walk(spec):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                paths.extend(os.path.join(dirpath, f) for f in filenames if _is_shard(f))
+        elif any(ch in spec for ch in "*?["):
+            paths.extend(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        elif os.path.isfile(spec):
+            paths.append(spec)
+        else:
+            raise ExpungeError("dataset path not found (expected a directory, glob or parquet file)", spec)
+    absolute = sorted({os.path.abspath(p) for p in paths})
+    if not absolute:
+        raise ExpungeError("no parquet shards found", ", ".join(specs))
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    shards = [Shard(os.path.relpath(p, root).replace(os.sep, "/"), p) for p in absolute]
+    return root, shards
+
+
+def open_file(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ExpungeError(
+            f"not a readable parquet file: truncated or corrupt footer ({type(exc).__name__})", path
+        ) from None
+
+
+def _pick(names: Sequence[str], override: str | None, candidates: Sequence[str]) -> str | None:
+    if override is not None:
+        return override if override in names else None
+    for c in candidates:
+        if c in names:
+            return c
+    lowered = {n.lower(): n for n in names}
+    for c in candidates:
+        if c.lower() in lowered:
+            return lowered[c.lower()]
+    return None
+
+
+def detect_columns(
+    path: str, url: str | None = None, caption: str | None = None, key: str | None = None
+) -> ColumnMap:
+    """Find the URL, caption and key columns by their LAION / Re-LAION / HF names, or as overridden."""
+    names = open_file(path).schema_arrow.names
+    found = _pick(names, url, URL_COLUMNS)
+    if found is None:
+        wanted = url if url is not None else " / ".join(URL_COLUMNS)
+        raise ExpungeError(f"no URL column (looked for {wanted}; set --url-column)", path)
+    if caption is not None and caption not in names:
+        raise ExpungeError(f"no column named {caption!r} for captions", path)
+    if key is not None and key not in names:
+        raise ExpungeError(f"no column named {key!r} for keys", path)
+    return ColumnMap(found, _pick(names, caption, CAPTION_COLUMNS), _pick(names, key, KEY_COLUMNS))
+
+
+def iter_column(path: str, column: str) -> Iterator[pa.Array]:
+    """One column, one row group at a time, with corruption reported as file + row range."""
+    pf = open_file(path)
+    if column not in pf.schema_arrow.names:
+        raise ExpungeError(f"no column {column!r} in this shard", path)
+    md = pf.metadata
+    start = 0
+    for i in range(md.num_row_groups):
+        n = md.row_group(i).num_rows
+        try:
+            table = pf.read_row_group(i, columns=[column])
+        except (pa.ArrowException, OSError) as exc:
+            raise ExpungeError(
+                f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
+                path,
+                f"rows {start}-{start + n - 1}",
+            ) from None
+        yield table.column(0).combine_chunks()
+        start += n
+
+
+def num_rows(path: str) -> int:
+    return int(open_file(path).metadata.num_rows)
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    """What we can recover from a parquet footer about how the file was written."""
+
+    row_group_size: int
+    compression: dict[str, str]
+    use_dictionary: list[str]
+    version: str
+    write_statistics: bool
+    store_schema: bool
+
+
+def settings_of(pf: pq.ParquetFile) -> WriteSettings:
+    md = pf.metadata
+    names = pf.schema_arrow.names
+    compression: dict[str, str] = {}
+    dictionary: list[str] = []
+    stats = True
+    rg_size = md.row_group(0).num_rows if md.num_row_groups else 1 << 20
+    if md.num_row_groups:
+        rg = md.row_group(0)
+        for j in range(rg.num_columns):
+            col = rg.column(j)
+            top = col.path_in_schema.split(".")[0]
+            if top not in names:
+                continue
+            compression.setdefault(top, col.compression.lower())
+            if any("DICTIONARY" in e for e in col.encodings) and top not in dictionary:
+                dictionary.append(top)
+            stats = stats and col.is_stats_set
+    kv = md.metadata or {}
+    return WriteSettings(
+        row_group_size=max(rg_size, 1),
+        compression=compression,
+        use_dictionary=dictionary,
+        version=md.format_version if md.format_version in ("1.0", "2.4", "2.6") else "2.6",
+        write_statistics=stats,
+        store_schema=b"ARROW:schema" in kv,
+    )
+
+
+def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
+    """Write the rows of ``src`` where ``keep`` is true to ``dst``, as the source was written.
+
+    Row groups are re-cut to the source's row-group size so the output's layout matches the input's;
+    returns the number of rows written.
+    """
+    pf = open_file(src)
+    settings = settings_of(pf)
+    schema = pf.schema_arrow
+    size = settings.row_group_size
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    written = 0
+    start = 0
+    with pq.ParquetWriter(
+        dst,
+        schema,
+        compression=settings.compression or "snappy",
+        use_dictionary=settings.use_dictionary,
+        version=settings.version,
+        write_statistics=settings.write_statistics,
+        store_schema=settings.store_schema,
+    ) as writer:
+        for i in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(i).num_rows
+            mask = keep[start : start + n]
+            try:
+                table = pf.read_row_group(i)
+            except (pa.ArrowException, OSError) as exc:
+                raise ExpungeError(
+                    f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
+                    src,
+                    f"rows {start}-{start + n - 1}",
+                ) from None
+            start += n
+            if not mask.all():
+                table = table.filter(pa.array(mask))
+            if table.num_rows == 0:
+                continue
+            pending.append(table)
+            pending_rows += table.num_rows
+            while pending_rows >= size:
+                merged = pa.concat_tables(pending)
+                writer.write_table(merged.slice(0, size), row_group_size=size)
+                written += size
+                rest = merged.slice(size)
+                pending = [rest] if rest.num_rows else []
+                pending_rows = rest.num_rows
+        if pending_rows:
+            writer.write_table(pa.concat_tables(pending), row_group_size=size)
+            written += pending_rows
+    return written

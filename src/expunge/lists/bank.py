@@ -1,0 +1,243 @@
+"""Banks: versioned, binary, sorted sets of values of one signal type, with their provenance.
+
+Re-importing a newer file of the same bank makes a new version and records which values were added
+and removed, so matching can be incremental (only the added values are matched against a stored index).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from expunge import atomic
+from expunge.errors import ExpungeError
+from expunge.lists.readers import read_list
+from expunge.signals import RECIPES, SIGNALS, get_signal
+from expunge.store import Store
+
+if TYPE_CHECKING:
+    from expunge.match.exact import SortedSet
+
+
+@dataclass
+class BankInfo:
+    name: str
+    signal: str
+    recipe: str
+    source: str
+    feature: str
+    width: int
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return int(self.versions[-1]["version"]) if self.versions else 0
+
+    @property
+    def count(self) -> int:
+        return int(self.versions[-1]["count"]) if self.versions else 0
+
+    def public(self) -> dict[str, Any]:
+        """What may be published about a bank (manifests, summaries): never the values."""
+        last = self.versions[-1] if self.versions else {}
+        return {
+            "name": self.name,
+            "signal": self.signal,
+            "recipe": self.recipe,
+            "source": self.source,
+            "version": self.version,
+            "label": last.get("label"),
+            "count": self.count,
+            "file_sha256": last.get("file_sha256"),
+        }
+
+
+def load_info(store: Store, name: str) -> BankInfo:
+    path = store.bank_dir(name) / "bank.json"
+    if not path.is_file():
+        raise ExpungeError(f"no bank named {name!r} in the store (see 'expunge lists ls')", store.root)
+    data = atomic.read_json(path)
+    return BankInfo(**data)
+
+
+def _save_info(store: Store, info: BankInfo) -> None:
+    atomic.write_json(store.bank_dir(info.name) / "bank.json", info.__dict__, store.tmp)
+
+
+def _sorted_unique(values: list[bytes], width: int) -> np.ndarray:
+    arr = np.array(values, dtype=f"S{width}") if values else np.empty(0, dtype=f"S{width}")
+    return np.unique(arr)
+
+
+def _write_values(path: Path, values: np.ndarray, width: int, store: Store) -> None:
+    buf = pa.py_buffer(values.tobytes()) if len(values) else pa.py_buffer(b"")
+    arr = pa.Array.from_buffers(pa.binary(width), len(values), [None, buf])
+    with atomic.atomic_path(path, store.tmp) as tmp:
+        pq.write_table(pa.table({"value": arr}), tmp, compression="none", row_group_size=1 << 20)
+
+
+def read_values(path: Path, width: int) -> np.ndarray:
+    """Values as a sorted numpy ``S{width}`` array (exact bytes; zero-copy from the Arrow buffer)."""
+    col = pq.read_table(path, columns=["value"]).column(0).combine_chunks()
+    if len(col) == 0:
+        return np.empty(0, dtype=f"S{width}")
+    buf = col.buffers()[1]
+    return np.frombuffer(buf, dtype=f"S{width}", count=len(col), offset=col.offset * width)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    name: str
+    version: int
+    count: int
+    added: int
+    removed: int
+    unchanged: bool
+
+
+def import_list(
+    store: Store,
+    path: Path,
+    name: str | None = None,
+    signal: str | None = None,
+    recipe: str | None = None,
+    source: str | None = None,
+    label: str | None = None,
+    fmt: str = "auto",
+    column: str | None = None,
+) -> ImportResult:
+    """Parse, validate and store a list as a new bank version. Any bad line refuses the whole file."""
+    store.ensure()
+    parsed = read_list(path, fmt, column)
+    if signal is None:
+        signal = parsed.signal
+    elif parsed.signal is not None and parsed.signal != signal:
+        raise ExpungeError(f"the file names signal type {parsed.signal}, but {signal} was asked for", path)
+    if signal is None:
+        raise ExpungeError("signal type unknown: give it (e.g. FILE:url_md5 or --signal url_md5)", path)
+    if signal not in SIGNALS:
+        if signal in ("pdq", "image_md5", "image_sha1", "image_sha256"):
+            raise ExpungeError(f"signal type {signal} is not supported yet (image signals come next)", path)
+        raise ExpungeError(f"unknown signal type {signal!r} (known: {', '.join(SIGNALS)})", path)
+    st = get_signal(signal)
+    recipe = recipe or st.recipes[0]
+    if recipe not in RECIPES or recipe not in st.recipes:
+        raise ExpungeError(
+            f"recipe {recipe!r} does not apply to {signal} (use {' / '.join(st.recipes)})", path
+        )
+    values: list[bytes] = []
+    for entry in parsed.entries:
+        try:
+            values.append(st.parse(entry.token))
+        except ValueError as exc:
+            raise ExpungeError(str(exc), path, f"line {entry.line}") from None
+    new = _sorted_unique(values, st.width)
+    name = name or path.stem
+    file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    bdir = store.bank_dir(name)
+    if (bdir / "bank.json").is_file():
+        info = load_info(store, name)
+        if (info.signal, info.recipe) != (signal, recipe):
+            raise ExpungeError(
+                f"bank {name!r} holds {info.signal}/{info.recipe} values; this import is {signal}/{recipe} "
+                "(choose another --name)",
+                path,
+            )
+        old = read_values(bdir / "values.parquet", st.width)
+    else:
+        info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe), st.width)
+        old = np.empty(0, dtype=f"S{st.width}")
+    if info.versions and info.versions[-1]["file_sha256"] == file_sha:
+        return ImportResult(name, info.version, info.count, 0, 0, True)
+    added = np.setdiff1d(new, old, assume_unique=True)
+    removed = np.setdiff1d(old, new, assume_unique=True)
+    if info.versions and len(added) == 0 and len(removed) == 0:
+        return ImportResult(name, info.version, info.count, 0, 0, True)
+    version = info.version + 1
+    _write_values(bdir / "deltas" / f"v{version:04d}.added.parquet", added, st.width, store)
+    _write_values(bdir / "deltas" / f"v{version:04d}.removed.parquet", removed, st.width, store)
+    _write_values(bdir / "values.parquet", new, st.width, store)
+    if source:
+        info.source = source
+    categories: dict[str, int] = {}
+    for entry in parsed.entries:
+        if entry.category:
+            categories[entry.category] = categories.get(entry.category, 0) + 1
+    info.versions.append(
+        {
+            "version": version,
+            "label": label or dt.date.today().isoformat(),
+            "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "file": path.name,
+            "file_sha256": file_sha,
+            "format": parsed.format,
+            "count": len(new),
+            "lines": len(parsed.entries),
+            "added": len(added),
+            "removed": len(removed),
+            "categories": categories,
+        }
+    )
+    _save_info(store, info)
+    return ImportResult(name, version, len(new), len(added), len(removed), False)
+
+
+@dataclass(frozen=True)
+class LoadedBank:
+    """A bank's current values ready for membership tests, and the delta since a given version."""
+
+    name: str
+    version: int
+    signal: str
+    feature: str
+    width: int
+    values: SortedSet
+
+
+def prefix64(values: np.ndarray, width: int) -> np.ndarray:
+    """First 8 bytes of each value as an integer whose order equals the bytes' order."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.uint64)
+    values = np.ascontiguousarray(values)
+    if width < 8:
+        raise ValueError("values shorter than 8 bytes have no 64-bit prefix")
+    layout = np.dtype([("p", ">u8"), ("rest", f"V{width - 8}")]) if width > 8 else np.dtype([("p", ">u8")])
+    return values.view(layout)["p"].astype(np.uint64)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(bank_dir: str, version: int, width: int) -> SortedSet:
+    from expunge.match.exact import SortedSet
+
+    return SortedSet.build(read_values(Path(bank_dir) / "values.parquet", width))
+
+
+def load_bank(store: Store, name: str, expect_version: int | None = None) -> LoadedBank:
+    """Load once per process and version (workers keep it for every shard they handle)."""
+    info = load_info(store, name)
+    if expect_version is not None and info.version != expect_version:
+        raise ExpungeError(
+            f"bank {name!r} changed during the run (version {info.version}, expected {expect_version})"
+        )
+    values = _load_cached(str(store.bank_dir(name)), info.version, info.width)
+    return LoadedBank(name, info.version, info.signal, info.feature, info.width, values)
+
+
+def added_since(store: Store, name: str, since: int, width: int) -> np.ndarray:
+    """Values added after version ``since`` (net of later removals is the caller's business)."""
+    info = load_info(store, name)
+    parts = [
+        read_values(store.bank_dir(name) / "deltas" / f"v{v:04d}.added.parquet", width)
+        for v in range(since + 1, info.version + 1)
+    ]
+    if not parts:
+        return np.empty(0, dtype=f"S{width}")
+    return np.unique(np.concatenate(parts))

@@ -1,0 +1,193 @@
+"""Readers for partner hash-list files, one small reader per format behind a registry.
+
+A reader turns a file into ``(line_number, signal_or_None, token)`` entries and nothing more; what a
+token means (hex digest, plaintext URL, domain) is the signal type's business. Any malformed line
+refuses the whole file: running silently on part of a partner list is worse than not running.
+Error messages name the file and line but never quote the line, which may be a flagged URL.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from expunge.errors import ExpungeError
+
+# python-threatexchange signal-type names that map onto ours.
+PYTX_SIGNAL_NAMES = {
+    "url": "url",
+    "url_md5": "url_md5",
+    "url_sha1": "url_sha1",
+    "url_sha256": "url_sha256",
+    "domain": "domain",
+    "url_expression_sha256": "url_expression_sha256",
+    "pdq": "pdq",
+    "photo_md5": "image_md5",
+    "image_md5": "image_md5",
+    "image_sha1": "image_sha1",
+    "image_sha256": "image_sha256",
+}
+
+CSV_VALUE_COLUMNS = (
+    "hash",
+    "md5",
+    "sha1",
+    "sha256",
+    "digest",
+    "value",
+    "signal",
+    "url",
+    "domain",
+    "expression",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    line: int
+    signal: str | None  # named by the file itself (pytx format), else None
+    token: str
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class ListFile:
+    path: Path
+    format: str
+    entries: list[Entry]
+
+    @property
+    def signal(self) -> str | None:
+        """The single signal type the file names, if it names one (pytx format)."""
+        names = {e.signal for e in self.entries if e.signal is not None}
+        return names.pop() if len(names) == 1 else None
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Decode strictly (UTF-8, optional BOM) and yield numbered lines without their line endings."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ExpungeError(f"cannot read list file ({exc.strerror})", path) from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
+    # Split on \n only (then drop a trailing \r), so stray \x0b or \x1c never split a line.
+    for n, line_text in enumerate(text.split("\n"), start=1):
+        yield n, line_text.removesuffix("\r")
+
+
+def _content(line: str) -> str | None:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    return stripped
+
+
+def read_plain(path: Path, column: str | None = None) -> ListFile:
+    """One value per line; ``#`` comment lines and blank lines are skipped."""
+    entries = [Entry(n, None, c) for n, raw in _text_lines(path) if (c := _content(raw)) is not None]
+    return ListFile(path, "plain", entries)
+
+
+def read_pytx(path: Path, column: str | None = None) -> ListFile:
+    """python-threatexchange's ``<signal_type> <value>`` lines; anything after the value is ignored."""
+    entries: list[Entry] = []
+    seen: str | None = None
+    for n, raw in _text_lines(path):
+        c = _content(raw)
+        if c is None:
+            continue
+        parts = c.split(None, 2)
+        if len(parts) < 2:
+            raise ExpungeError("expected '<signal_type> <value>'", path, f"line {n}")
+        name = PYTX_SIGNAL_NAMES.get(parts[0].lower())
+        if name is None:
+            raise ExpungeError("unknown signal type in threatexchange-format line", path, f"line {n}")
+        if seen is not None and name != seen:
+            raise ExpungeError(
+                f"mixed signal types in one list ({seen} then {name}); split the file", path, f"line {n}"
+            )
+        seen = name
+        entries.append(Entry(n, name, parts[1]))
+    return ListFile(path, "pytx", entries)
+
+
+def read_csv(path: Path, column: str | None = None) -> ListFile:
+    """CSV with a header: a value column (named, or detected) plus optional id/category columns."""
+    lines = list(_text_lines(path))
+    body = [(n, t) for n, t in lines if t.strip() and not t.lstrip().startswith("#")]
+    if not body:
+        return ListFile(path, "csv", [])
+    header_line, header_text = body[0]
+    header = [h.strip() for h in next(csv.reader([header_text]))]
+    lower = [h.lower() for h in header]
+    if column is not None:
+        if column not in header and column.lower() not in lower:
+            raise ExpungeError(f"no column named {column!r} in the CSV header", path, f"line {header_line}")
+        idx = header.index(column) if column in header else lower.index(column.lower())
+    else:
+        found = [lower.index(c) for c in CSV_VALUE_COLUMNS if c in lower]
+        if not found:
+            raise ExpungeError(
+                "CSV header has no hash column (looked for "
+                + ", ".join(CSV_VALUE_COLUMNS)
+                + "; use --column)",
+                path,
+                f"line {header_line}",
+            )
+        idx = found[0]
+    cat_idx = lower.index("category") if "category" in lower else None
+    entries: list[Entry] = []
+    for n, text in body[1:]:
+        try:
+            row = next(csv.reader(io.StringIO(text)))
+        except csv.Error:
+            raise ExpungeError("malformed CSV line", path, f"line {n}") from None
+        if len(row) != len(header):
+            raise ExpungeError(f"expected {len(header)} CSV fields, found {len(row)}", path, f"line {n}")
+        token = row[idx].strip()
+        if not token:
+            raise ExpungeError("empty value in the hash column", path, f"line {n}")
+        category = row[cat_idx].strip() if cat_idx is not None else None
+        entries.append(Entry(n, None, token, category or None))
+    return ListFile(path, "csv", entries)
+
+
+Reader = Callable[[Path, str | None], ListFile]
+
+READERS: dict[str, Reader] = {"plain": read_plain, "csv": read_csv, "pytx": read_pytx}
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the extension and the first content line."""
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    for _, raw in _text_lines(path):
+        c = _content(raw)
+        if c is None:
+            continue
+        first = c.split(None, 1)
+        if len(first) == 2 and first[0].lower() in PYTX_SIGNAL_NAMES:
+            return "pytx"
+        return "plain"
+    return "plain"
+
+
+def read_list(path: Path, fmt: str = "auto", column: str | None = None) -> ListFile:
+    if not path.is_file():
+        raise ExpungeError("list file not found", path)
+    if fmt == "auto":
+        fmt = detect_format(path)
+    reader = READERS.get(fmt)
+    if reader is None:
+        raise ExpungeError(f"unknown list format {fmt!r} (known: {', '.join(READERS)})", path)
+    return reader(path, column)

@@ -1,0 +1,161 @@
+"""The match stage's per-shard task: stored index ⋈ banks → findings, incrementally.
+
+Findings are stored per shard with a state file naming the bank versions they reflect. When a bank
+gains values, only the added values are matched against the stored index (the dataset is not read);
+findings whose value has left the bank are dropped. Findings carry ``distance`` and ``score`` columns,
+null for exact URL matches, so perceptual and scored signals fit the same table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from expunge import atomic
+from expunge.index.build import read_feature
+from expunge.lists.bank import added_since, load_bank
+from expunge.match.exact import SortedSet, match_column
+from expunge.store import Store
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("bank", pa.string()),
+        ("bank_version", pa.int32()),
+        ("signal", pa.string()),
+        ("value", pa.binary()),
+        ("distance", pa.float32()),
+        ("score", pa.float32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class BankRef:
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class MatchTask:
+    shard_name: str
+    store_root: str
+    index_dir: str
+    findings_path: str
+    state_path: str
+    banks: tuple[BankRef, ...]
+
+
+@dataclass
+class MatchResult:
+    shard_name: str
+    by_bank: dict[str, int] = field(default_factory=dict)  # rows matched per bank
+    mode: dict[str, str] = field(default_factory=dict)  # bank → "full" | "incremental" | "current"
+    seconds: float = 0.0
+
+
+def empty_findings() -> pa.Table:
+    return FINDINGS_SCHEMA.empty_table()
+
+
+def read_findings(path: Path) -> pa.Table:
+    if not path.is_file():
+        return empty_findings()
+    return pq.read_table(path).cast(FINDINGS_SCHEMA)
+
+
+def _findings_for(rows: np.ndarray, values: np.ndarray, bank: str, version: int, signal: str) -> pa.Table:
+    n = len(rows)
+    return pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "bank": pa.array([bank] * n, pa.string()),
+            "bank_version": pa.array(np.full(n, version, dtype=np.int32)),
+            "signal": pa.array([signal] * n, pa.string()),
+            "value": pa.array(values.tolist(), pa.binary()),
+            "distance": pa.nulls(n, pa.float32()),
+            "score": pa.nulls(n, pa.float32()),
+        },
+        schema=FINDINGS_SCHEMA,
+    )
+
+
+def _dedupe_sorted(table: pa.Table) -> pa.Table:
+    """One finding per (row, bank, value); sorted so reruns write identical bytes."""
+    if table.num_rows == 0:
+        return table
+    table = table.sort_by([("row", "ascending"), ("bank", "ascending"), ("value", "ascending")])
+    rows = table.column("row").to_numpy()
+    banks = table.column("bank").to_pylist()
+    values = table.column("value").to_pylist()
+    keep = np.ones(table.num_rows, dtype=bool)
+    for i in range(1, table.num_rows):
+        if rows[i] == rows[i - 1] and banks[i] == banks[i - 1] and values[i] == values[i - 1]:
+            keep[i] = False
+    return table.filter(pa.array(keep)) if not keep.all() else table
+
+
+def match_shard(task: MatchTask) -> MatchResult:
+    started = time.perf_counter()
+    store = Store(task.store_root)
+    index_dir = Path(task.index_dir)
+    state_path = Path(task.state_path)
+    state: dict[str, int] = atomic.read_json(state_path) if state_path.is_file() else {}
+    existing = read_findings(Path(task.findings_path)) if state else empty_findings()
+    result = MatchResult(task.shard_name)
+    parts: list[pa.Table] = []
+    in_task = {b.name for b in task.banks}
+    if existing.num_rows:
+        others = existing.filter(pc.invert(pc.is_in(existing.column("bank"), pa.array(sorted(in_task)))))
+        parts.append(others)
+    new_state = {k: v for k, v in state.items() if k not in in_task}
+    for ref in task.banks:
+        bank = load_bank(store, ref.name, ref.version)
+        prev = state.get(ref.name)
+        column = None
+        if prev == ref.version:
+            mode = "current"
+            mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
+        elif prev is not None and prev < ref.version:
+            mode = "incremental"
+            mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
+            if mine.num_rows:
+                vals = np.array(mine.column("value").to_pylist(), dtype=f"S{bank.width}")
+                mine = mine.filter(pa.array(bank.values.contains(vals)))
+            added = added_since(store, ref.name, prev, bank.width)
+            added = added[bank.values.contains(added)] if len(added) else added
+            if len(added):
+                column = read_feature(index_dir, bank.feature)
+                rows, values = match_column(column, bank.width, SortedSet.build(added))
+                mine = pa.concat_tables(
+                    [mine, _findings_for(rows, values, ref.name, ref.version, bank.signal)]
+                )
+        else:
+            mode = "full"
+            column = read_feature(index_dir, bank.feature)
+            rows, values = match_column(column, bank.width, bank.values)
+            mine = _findings_for(rows, values, ref.name, ref.version, bank.signal)
+        if mine.num_rows:
+            mine = mine.set_column(
+                mine.schema.get_field_index("bank_version"),
+                "bank_version",
+                pa.array(np.full(mine.num_rows, ref.version, dtype=np.int32)),
+            )
+        parts.append(mine)
+        new_state[ref.name] = ref.version
+        result.mode[ref.name] = mode
+    table = _dedupe_sorted(pa.concat_tables(parts) if parts else empty_findings())
+    with atomic.atomic_path(Path(task.findings_path), store.tmp) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    atomic.write_json(state_path, new_state, store.tmp)
+    for ref in task.banks:
+        sel = table.filter(pc.equal(table.column("bank"), ref.name))
+        result.by_bank[ref.name] = len(np.unique(sel.column("row").to_numpy())) if sel.num_rows else 0
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,385 @@
+"""The flow, stage by stage: index → match → clean, each a set of per-shard tasks on an executor.
+
+The orchestrator owns all store metadata (dataset.json, ledgers); tasks own only their shard's files.
+Every stage is incremental: rerunning after an interruption, or after a bank gains values, redoes only
+what changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from expunge import __version__, atomic
+from expunge.engine import Executor
+from expunge.errors import ExpungeError
+from expunge.formats import parquet as pqfmt
+from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file
+from expunge.lists.bank import BankInfo, load_info
+from expunge.match.stage import BankRef, MatchTask
+from expunge.pipeline.clean import CleanResult, CleanTask, marker_paths, read_records
+from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
+from expunge.progress import NullReporter, Reporter
+from expunge.store import Store, dataset_id
+
+STATE_DIR = ".expunge"
+
+
+@dataclass
+class Dataset:
+    """A dataset as the store knows it: its shards, columns and what has been indexed."""
+
+    id: str
+    root: str
+    specs: list[str]
+    shards: list[pqfmt.Shard]
+    columns: pqfmt.ColumnMap
+    state: dict[str, Any] = field(default_factory=dict)  # shard name → fingerprint, rows, features
+
+    @property
+    def dir_name(self) -> str:
+        return self.id
+
+
+def open_dataset(
+    store: Store,
+    specs: list[str],
+    url_column: str | None = None,
+    caption_column: str | None = None,
+    key_column: str | None = None,
+) -> Dataset:
+    store.ensure()
+    root, shards = pqfmt.discover(specs)
+    columns = pqfmt.detect_columns(shards[0].path, url_column, caption_column, key_column)
+    ds_id = dataset_id(root)
+    path = store.dataset_dir(ds_id) / "dataset.json"
+    state: dict[str, Any] = {}
+    if path.is_file():
+        saved = atomic.read_json(path)
+        if saved.get("columns", {}).get("url") == columns.url:
+            state = saved.get("shards", {})
+    return Dataset(ds_id, root, list(specs), shards, columns, state)
+
+
+def _save_dataset(store: Store, ds: Dataset) -> None:
+    data = {
+        "id": ds.id,
+        "root": ds.root,
+        "specs": ds.specs,
+        "columns": asdict(ds.columns),
+        "shards": {s.name: ds.state[s.name] for s in ds.shards if s.name in ds.state},
+    }
+    atomic.write_json(store.dataset_dir(ds.id) / "dataset.json", data, store.tmp)
+
+
+def bank_infos(store: Store, names: list[str] | None) -> list[BankInfo]:
+    chosen = names if names is not None else store.bank_names()
+    return [load_info(store, n) for n in chosen]
+
+
+@dataclass
+class StageReport:
+    stage: str
+    shards_total: int
+    shards_run: int
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, store: Store, executor: Executor, reporter: Reporter | None = None) -> None:
+        self.store = store.ensure()
+        self.executor = executor
+        self.reporter = reporter or NullReporter()
+        self.ledger: list[dict[str, Any]] = []
+
+    def _index_dir(self, ds: Dataset, shard: str) -> Path:
+        return self.store.dataset_dir(ds.id) / "index" / Store.shard_id(shard)
+
+    def _findings(self, ds: Dataset, shard: str) -> tuple[Path, Path]:
+        base = self.store.dataset_dir(ds.id) / "findings" / Store.shard_id(shard)
+        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+
+    # -- index ---------------------------------------------------------------------------------------
+    def index(self, ds: Dataset, banks: list[BankInfo]) -> StageReport:
+        started = time.perf_counter()
+        features = sorted({b.feature for b in banks})
+        tasks: list[IndexTask] = []
+        for shard in ds.shards:
+            st = os.stat(shard.path)
+            known = ds.state.get(shard.name)
+            index_dir = self._index_dir(ds, shard.name)
+            present = set(known.get("features", [])) if known else set()
+            have_rows = known is not None and (index_dir / ROWS_FILE).is_file()
+            present = {f for f in present if (index_dir / feature_file(f)).is_file()}
+            same_stat = (
+                known is not None and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns
+            )
+            missing = tuple(f for f in features if f not in present)
+            if same_stat and have_rows and not missing:
+                continue
+            if same_stat and have_rows:
+                tasks.append(
+                    IndexTask(
+                        shard.name,
+                        shard.path,
+                        ds.columns.url,
+                        str(index_dir),
+                        str(self.store.tmp),
+                        missing,
+                        False,
+                        None,
+                    )
+                )
+            elif known is not None and have_rows:
+                # Touched: if the bytes are unchanged only the fingerprint is refreshed.
+                tasks.append(
+                    IndexTask(
+                        shard.name,
+                        shard.path,
+                        ds.columns.url,
+                        str(index_dir),
+                        str(self.store.tmp),
+                        missing,
+                        False,
+                        known["sha256"],
+                    )
+                )
+            else:
+                tasks.append(
+                    IndexTask(
+                        shard.name,
+                        shard.path,
+                        ds.columns.url,
+                        str(index_dir),
+                        str(self.store.tmp),
+                        tuple(features),
+                        True,
+                        None,
+                    )
+                )
+        rows_done = 0
+        with self.reporter.bar("index", len(tasks), "shards") as bar:
+            for res in self.executor.map(_index_with_retry_on_change, tasks):
+                self._record_index(ds, res, features)
+                rows_done += max(res.rows, 0)
+                bar.advance(1)
+        _save_dataset(self.store, ds)
+        report = StageReport(
+            "index",
+            len(ds.shards),
+            len(tasks),
+            time.perf_counter() - started,
+            {"rows_read": rows_done, "features": features},
+        )
+        self.ledger.append(asdict(report))
+        return report
+
+    def _record_index(self, ds: Dataset, res: IndexResult, features: list[str]) -> None:
+        known = ds.state.get(res.shard_name)
+        if res.content_changed and res.rows >= 0 and (known is None or known.get("sha256") != res.sha256):
+            # New content: everything about this shard starts again.
+            findings, state = self._findings(ds, res.shard_name)
+            for p in (findings, state):
+                if p.exists():
+                    p.unlink()
+            ds.state[res.shard_name] = {
+                "size": res.size,
+                "mtime_ns": res.mtime_ns,
+                "sha256": res.sha256,
+                "rows": res.rows,
+                "features": sorted(set(res.features)),
+                "quarantined": res.quarantined,
+            }
+            return
+        assert known is not None
+        known.update({"size": res.size, "mtime_ns": res.mtime_ns})
+        known["features"] = sorted(set(known.get("features", [])) | set(res.features))
+        if res.rows >= 0 and res.rows != known["rows"]:
+            raise ExpungeError("shard changed while it was being indexed; run again", res.shard_name)
+
+    # -- match ---------------------------------------------------------------------------------------
+    def match(self, ds: Dataset, banks: list[BankInfo]) -> StageReport:
+        started = time.perf_counter()
+        refs = tuple(BankRef(b.name, b.version) for b in banks)
+        tasks = []
+        for shard in ds.shards:
+            findings, state = self._findings(ds, shard.name)
+            current = atomic.read_json(state) if state.is_file() else {}
+            if findings.is_file() and all(current.get(r.name) == r.version for r in refs):
+                continue
+            tasks.append(
+                MatchTask(
+                    shard.name,
+                    str(self.store.root),
+                    str(self._index_dir(ds, shard.name)),
+                    str(findings),
+                    str(state),
+                    refs,
+                )
+            )
+        by_bank: dict[str, int] = {}
+        modes: dict[str, int] = {}
+        with self.reporter.bar("match", len(tasks), "shards") as bar:
+            for res in self.executor.map(match_shard, tasks):
+                for k, v in res.by_bank.items():
+                    by_bank[k] = by_bank.get(k, 0) + v
+                for m in res.mode.values():
+                    modes[m] = modes.get(m, 0) + 1
+                bar.advance(1)
+        report = StageReport(
+            "match", len(ds.shards), len(tasks), time.perf_counter() - started, {"modes": modes}
+        )
+        self.ledger.append(asdict(report))
+        return report
+
+    def findings_summary(self, ds: Dataset, banks: list[BankInfo]) -> dict[str, int]:
+        """Rows matched per bank across the dataset (from stored findings, no dataset reads)."""
+        out = {b.name: 0 for b in banks}
+        names = set(out)
+        for shard in ds.shards:
+            path, _ = self._findings(ds, shard.name)
+            if not path.is_file():
+                continue
+            table = pq.read_table(path, columns=["row", "bank"])
+            for bank in names:
+                sel = table.filter(pc.equal(table.column("bank"), bank))
+                out[bank] += len(set(sel.column("row").to_pylist()))
+        return out
+
+    # -- clean ---------------------------------------------------------------------------------------
+    def clean(self, ds: Dataset, banks: list[BankInfo], out: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        out = out.absolute()
+        _check_out(ds, out)
+        state_dir = out / STATE_DIR
+        (state_dir / "shards").mkdir(parents=True, exist_ok=True)
+        tmp_dir = self.store.tmp if _same_device(self.store.tmp, out) else state_dir / "tmp"
+        key = self.store.key()
+        refs = tuple(BankRef(b.name, b.version) for b in banks)
+        signals = tuple(b.signal for b in banks)
+        tasks = []
+        for shard in ds.shards:
+            findings, _ = self._findings(ds, shard.name)
+            tasks.append(
+                CleanTask(
+                    shard.name,
+                    shard.path,
+                    ds.state[shard.name]["sha256"],
+                    ds.columns.url,
+                    str(self._index_dir(ds, shard.name)),
+                    str(findings),
+                    refs,
+                    signals,
+                    str(out / shard.name),
+                    str(state_dir),
+                    str(tmp_dir),
+                    key,
+                )
+            )
+        results: dict[str, CleanResult] = {}
+        with self.reporter.bar("clean", len(tasks), "shards") as bar:
+            for res in self.executor.map(clean_shard, tasks):
+                results[res.shard] = res
+                bar.advance(1)
+        ordered = [results[s.name] for s in ds.shards]
+        records = [read_records(marker_paths(state_dir, s.name)[1]) for s in ds.shards]
+        removed = pa.concat_tables(records) if records else None
+        if removed is not None:
+            with atomic.atomic_path(out / "removed.parquet", tmp_dir) as tmp:
+                pq.write_table(removed, tmp, compression="zstd")
+        summary = _summary(ds, banks, ordered)
+        atomic.write_json(out / "summary.json", summary, tmp_dir)
+        if tmp_dir == state_dir / "tmp":
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        report = StageReport(
+            "clean",
+            len(ds.shards),
+            sum(not r.resumed for r in ordered),
+            time.perf_counter() - started,
+            {"resumed": sum(r.resumed for r in ordered), "out": str(out)},
+        )
+        self.ledger.append(asdict(report))
+        return summary
+
+    def write_ledger(self, command: str, extra: dict[str, Any] | None = None) -> Path:
+        """One record per command: what ran, how long each stage took (timings live here, not in the
+        release, so the release stays byte-identical across reruns)."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        path = self.store.root / "runs" / f"{stamp}-{command}.json"
+        atomic.write_json(
+            path,
+            {"command": command, "tool": __version__, "stages": self.ledger, **(extra or {})},
+            self.store.tmp,
+        )
+        return path
+
+
+def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
+    return index_shard(task)
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    b.mkdir(parents=True, exist_ok=True)
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def _check_out(ds: Dataset, out: Path) -> None:
+    root = Path(ds.root).absolute()
+    if out == root or root in out.parents or out in root.parents:
+        raise ExpungeError("the output folder must not contain, or lie inside, the dataset", out)
+    if out.exists() and any(out.iterdir()) and not (out / STATE_DIR).is_dir():
+        raise ExpungeError("output folder exists, is not empty and is not an expunge release", out)
+
+
+def _summary(ds: Dataset, banks: list[BankInfo], results: list[CleanResult]) -> dict[str, Any]:
+    def add(into: dict[str, int], more: dict[str, int]) -> None:
+        for k, v in more.items():
+            into[k] = into.get(k, 0) + v
+
+    by_signal: dict[str, int] = {}
+    by_bank: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for r in results:
+        add(by_signal, r.by_signal)
+        add(by_bank, r.by_bank)
+        add(by_reason, r.quarantined_by_reason)
+    rows_in = sum(r.rows_in for r in results)
+    summary = {
+        "tool": f"expunge {__version__}",
+        "dataset": {"root": ds.root, "shards": len(results), "url_column": ds.columns.url},
+        "rows_in": rows_in,
+        "rows_kept": sum(r.rows_kept for r in results),
+        "rows_removed": sum(r.rows_removed for r in results),
+        "rows_quarantined": sum(r.rows_quarantined for r in results),
+        "removed_by_signal": by_signal,
+        "removed_by_bank": by_bank,
+        "quarantined_by_reason": by_reason,
+        "shards_copied": sum(r.action in ("copied", "linked") for r in results),
+        "shards_rewritten": sum(r.action == "rewritten" for r in results),
+        "banks": [b.public() for b in banks],
+        "shards": [
+            {
+                "name": r.shard,
+                "rows_in": r.rows_in,
+                "rows_kept": r.rows_kept,
+                "rows_removed": r.rows_removed,
+                "rows_quarantined": r.rows_quarantined,
+                "action": "copied" if r.action == "linked" else r.action,
+                "sha256": r.sha256,
+            }
+            for r in results
+        ],
+    }
+    if summary["rows_kept"] + summary["rows_removed"] + summary["rows_quarantined"] != rows_in:
+        raise RuntimeError("row accounting does not add up")  # never expected: a bug, not bad input
+    return summary

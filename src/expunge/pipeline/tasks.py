@@ -1,0 +1,7 @@
+"""Every per-shard task function, importable in one go (the worker pool preloads this module)."""
+
+from expunge.index.build import index_shard
+from expunge.match.stage import match_shard
+from expunge.pipeline.clean import clean_shard
+
+__all__ = ["clean_shard", "index_shard", "match_shard"]

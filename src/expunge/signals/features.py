@@ -1,0 +1,120 @@
+"""Index features: the values each row yields for matching, computed batch-wise over Arrow.
+
+A feature name is ``KIND:RECIPE:ALGO`` for URL digests (``url:canonical:sha1``) and ``KIND:ALGO`` for
+multi-valued ones (``url_expr:sha256``, ``domain:sha256``). The row's quarantine code is computed
+alongside: a row that cannot be checked against every list is never silently kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from expunge.signals import feature_width
+from expunge.signals.digest import as_binary, digest_array
+from expunge.signals.urlcanon import canonicalize_array, expressions, host_suffixes, stripped_array
+
+Q_OK = 0
+Q_NULL = 1
+Q_EMPTY = 2
+Q_NOT_UTF8 = 3
+Q_UNPARSEABLE = 4
+QUARANTINE_REASONS = {
+    Q_NULL: "null_url",
+    Q_EMPTY: "empty_url",
+    Q_NOT_UTF8: "non_utf8_url",
+    Q_UNPARSEABLE: "unparseable_url",
+}
+
+
+def _utf8_invalid_mask(raw: pa.Array) -> np.ndarray:
+    """Rows whose bytes are not UTF-8. Validating the whole batch in C is the common, fast case."""
+    as_text = raw.view(pa.large_string() if pa.types.is_large_binary(raw.type) else pa.string())
+    try:
+        as_text.validate(full=True)
+        return np.zeros(len(raw), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    bad = np.zeros(len(raw), dtype=bool)
+    for i, value in enumerate(raw.to_pylist()):
+        if value is None:
+            continue
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad[i] = True
+    return bad
+
+
+class UrlBatch:
+    """One batch of URLs with its recipes derived lazily and at most once."""
+
+    def __init__(self, urls: pa.Array) -> None:
+        if isinstance(urls, pa.ChunkedArray):
+            urls = urls.combine_chunks()
+        self.raw = as_binary(urls)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @cached_property
+    def canonical(self) -> pa.Array:
+        return canonicalize_array(self.raw)
+
+    @cached_property
+    def stripped(self) -> pa.Array:
+        return stripped_array(self.raw)
+
+    @cached_property
+    def quarantine(self) -> np.ndarray:
+        """Per-row reason code (0 = checkable). Later assignments take precedence."""
+        q = np.zeros(len(self.raw), dtype=np.uint8)
+        null = self.raw.is_null().to_numpy(zero_copy_only=False)
+        unparseable = self.canonical.is_null().to_numpy(zero_copy_only=False) & ~null
+        if unparseable.any():
+            q[unparseable] = Q_UNPARSEABLE
+            # ASCII trimming does not validate UTF-8, so it is safe on any bytes.
+            trimmed = pc.ascii_trim_whitespace(self.raw.view(pa.string()))
+            empty = pc.equal(pc.binary_length(trimmed), 0).fill_null(False).to_numpy(zero_copy_only=False)
+            q[empty & unparseable] = Q_EMPTY
+        q[_utf8_invalid_mask(self.raw)] = Q_NOT_UTF8
+        q[null] = Q_NULL
+        return q
+
+    def recipe(self, name: str) -> pa.Array:
+        if name == "raw":
+            return self.raw
+        if name == "stripped":
+            return self.stripped
+        if name == "canonical":
+            return self.canonical
+        raise KeyError(f"unknown URL recipe {name!r}")
+
+    def feature(self, feature: str) -> pa.Array:
+        """The feature column for this batch (null where the row yields no value)."""
+        parts = feature.split(":")
+        if parts[0] == "url":
+            return digest_array(self.recipe(parts[1]), parts[2])
+        if parts[0] == "url_expr":
+            return _multi(self.canonical, expressions, feature)
+        if parts[0] == "domain":
+            return _multi(self.canonical, host_suffixes, feature)
+        raise KeyError(f"unknown feature {feature!r}")
+
+
+def _multi(canonical: pa.Array, expand: Callable[[bytes], list[bytes]], feature: str) -> pa.Array:
+    """Digest every expansion of each canonical URL (Safe Browsing expressions, host suffixes)."""
+    width = feature_width(feature)
+    algo = feature.rsplit(":", 1)[1]
+    out: list[list[bytes] | None] = []
+    for value in canonical.to_pylist():
+        if value is None:
+            out.append(None)
+            continue
+        out.append([hashlib.new(algo, e).digest() for e in expand(value)])
+    return pa.array(out, type=pa.list_(pa.binary(width)))
