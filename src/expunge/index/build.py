@@ -39,6 +39,7 @@ class IndexTask:
     features: tuple[str, ...]  # features to compute now
     rows_needed: bool  # (re)compute rows.parquet
     known_sha256: str | None  # when set and the content still hashes to it, nothing is recomputed
+    all_features: tuple[str, ...] = ()  # what to compute if the content turns out to have changed
 
 
 @dataclass
@@ -58,19 +59,18 @@ def index_shard(task: IndexTask) -> IndexResult:
     started = time.perf_counter()
     st = os.stat(task.shard_path)
     sha = pqfmt.file_sha256(task.shard_path)
-    if (
-        task.known_sha256 is not None
-        and sha == task.known_sha256
-        and not task.features
-        and not task.rows_needed
-    ):
-        return IndexResult(task.shard_name, st.st_size, st.st_mtime_ns, sha, -1, [], {}, False)
+    features, rows_needed = task.features, task.rows_needed
+    if task.known_sha256 is not None:
+        if sha == task.known_sha256 and not features and not rows_needed:
+            return IndexResult(task.shard_name, st.st_size, st.st_mtime_ns, sha, -1, [], {}, False)
+        if sha != task.known_sha256:
+            features, rows_needed = task.all_features, True
     out_dir = Path(task.index_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(task.tmp_dir)
     writers: dict[str, pq.ParquetWriter] = {}
     tmp_paths: dict[str, Path] = {}
-    names = ([ROWS_FILE] if task.rows_needed else []) + [feature_file(f) for f in task.features]
+    names = ([ROWS_FILE] if rows_needed else []) + [feature_file(f) for f in features]
     counts = np.zeros(256, dtype=np.int64)
     rows = 0
     with contextlib.ExitStack() as stack:
@@ -82,11 +82,11 @@ def index_shard(task: IndexTask) -> IndexResult:
                 batch = UrlBatch(urls)
                 rows += len(batch)
                 columns: dict[str, pa.Array] = {}
-                if task.rows_needed:
+                if rows_needed:
                     q = batch.quarantine
                     counts += np.bincount(q, minlength=256)
                     columns[ROWS_FILE] = pa.array(q, pa.uint8())
-                for f in task.features:
+                for f in features:
                     columns[feature_file(f)] = batch.feature(f)
                 for name, arr in columns.items():
                     writer = writers.get(name)
@@ -97,7 +97,7 @@ def index_shard(task: IndexTask) -> IndexResult:
                     writer.write_table(pa.table([arr], schema=writer.schema))
             for name in names:
                 if name not in writers:  # empty shard: still leave a valid, empty file
-                    empty_type = pa.uint8() if name == ROWS_FILE else _feature_type(name, task.features)
+                    empty_type = pa.uint8() if name == ROWS_FILE else _feature_type(name, features)
                     col = "q" if name == ROWS_FILE else "v"
                     pq.write_table(pa.table({col: pa.array([], empty_type)}), tmp_paths[name])
         finally:
@@ -110,7 +110,7 @@ def index_shard(task: IndexTask) -> IndexResult:
         st.st_mtime_ns,
         sha,
         rows,
-        list(task.features),
+        list(features),
         quarantined,
         True,
         time.perf_counter() - started,

@@ -152,6 +152,7 @@ class Pipeline:
                         missing,
                         False,
                         known["sha256"],
+                        tuple(sorted(present | set(features))),
                     )
                 )
             else:

@@ -24,6 +24,7 @@ Q_NULL = 1
 Q_EMPTY = 2
 Q_NOT_UTF8 = 3
 Q_UNPARSEABLE = 4
+WEB_HOST_PATTERN = r"^https?://[^/]*[^/.]\.[^/.][^/]*/"
 QUARANTINE_REASONS = {
     Q_NULL: "null_url",
     Q_EMPTY: "empty_url",
@@ -75,7 +76,11 @@ class UrlBatch:
         """Per-row reason code (0 = checkable). Later assignments take precedence."""
         q = np.zeros(len(self.raw), dtype=np.uint8)
         null = self.raw.is_null().to_numpy(zero_copy_only=False)
-        unparseable = self.canonical.is_null().to_numpy(zero_copy_only=False) & ~null
+        canonical = self.canonical
+        # Canonical URLs are ASCII, so a string view is safe. A host without a dot ("not a url" becomes
+        # host "not%20a%20url") is canonicalisable but is no web address: treat it as unparseable.
+        webby = pc.match_substring_regex(canonical.view(pa.string()), WEB_HOST_PATTERN)
+        unparseable = ~webby.fill_null(False).to_numpy(zero_copy_only=False) & ~null
         if unparseable.any():
             q[unparseable] = Q_UNPARSEABLE
             # ASCII trimming does not validate UTF-8, so it is safe on any bytes.

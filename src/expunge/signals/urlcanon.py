@@ -9,12 +9,15 @@ The rules follow the Safe Browsing "URLs and Hashing" document and Google's Go `
 library, with a few deliberate improvements, each chosen so that canonicalising twice never changes
 anything (a canonical URL must hash to itself when a list is re-imported):
 
+* whitespace is trimmed once, before unescaping, as the published example ``%20leadingspace.com/`` ->
+  ``http://%20leadingspace.com/`` requires (trimming again after unescaping would drop that space);
 * a would-be scheme containing a dot (``www.example.com:8080/x``) is a host with a port;
 * a protocol-relative URL (``//cdn.example.com/x.jpg``) keeps its host instead of being rejected;
 * percent-unescaping runs to its fixed point in linear time instead of giving up after 1024 rounds;
 * an IDN label that the ``idna`` codec cannot convert is kept (escaped) instead of failing the URL,
-  and a conversion that would produce URL syntax (``／``, ``＠``, ``：`` fold to ``/``, ``@``, ``:``)
-  counts as a failure, because otherwise the second canonicalisation would parse a different host;
+  and a conversion that would produce URL syntax (the full-width solidus, commercial at and colon fold
+  to ``/``, ``@`` and ``:``) counts as a failure, because the next canonicalisation would otherwise
+  parse a different host;
 * IPv4 hosts follow ``inet_aton`` exactly (a part too large for its bytes means "not an address"),
   where Go silently truncated parts;
 * the query is kept, as in the published examples (``http://www.google.com/q?`` keeps its ``?``).
