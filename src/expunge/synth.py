@@ -960,9 +960,9 @@ def _mixed_digests(
     """Real digests plus random decoys (any that collide with a real one are dropped), shuffled."""
     fake = np.frombuffer(rng.bytes(decoys * width), dtype=f"S{width}")
     real_arr = np.frombuffer(b"".join(real), dtype=f"S{width}") if real else np.empty(0, f"S{width}")
-    taken = {bytes(d) for d in real}
-    keep = [i for i in range(decoys) if fake[i : i + 1].tobytes() not in taken]
-    combined = np.concatenate([real_arr, fake[keep]])
+    if len(real_arr):
+        fake = fake[~np.isin(fake, real_arr)]
+    combined = np.concatenate([real_arr, fake])
     return combined[rng.permutation(len(combined))]
 
 
