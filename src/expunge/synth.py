@@ -245,13 +245,20 @@ _ALNUM: Final = np.frombuffer(
 
 def _check_pools() -> None:
     """Fail loudly if a word list could break the token-uniqueness or canonical-form arguments."""
-    for p in (*_STATIC_PREFIXES, *_ESCAPED_PREFIXES):
-        assert p and not p[-1].isdigit() and "/" not in p and "?" not in p, p
-    for s in (*_SIZE_SUFFIXES, *_EXTENSIONS):
-        assert not s[:1].isdigit() and "/" not in s and "?" not in s, s
+    bad = [
+        p for p in (*_STATIC_PREFIXES, *_ESCAPED_PREFIXES) if not p or p[-1].isdigit() or set(p) & set("/?")
+    ]
+    bad += [s for s in (*_SIZE_SUFFIXES, *_EXTENSIONS) if s[:1].isdigit() or set(s) & set("/?")]
     for piece in (*_STATIC_PREFIXES, *_SIZE_SUFFIXES, *_EXTENSIONS, *_TOP_DIRS, *_CATEGORIES):
-        assert "%" not in piece and "#" not in piece and all(0x20 < ord(c) < 0x7F for c in piece), piece
-        assert "//" not in piece and "./" not in piece, piece
+        if (
+            set(piece) & set("%#")
+            or not all(0x20 < ord(c) < 0x7F for c in piece)
+            or "//" in piece
+            or "./" in piece
+        ):
+            bad.append(piece)
+    if bad:
+        raise RuntimeError(f"synthetic word lists break the URL construction rules: {bad}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -922,11 +929,18 @@ def write_lists(ds: SynthDataset, out_dir: Path, *, seed: int = 0, decoys: int =
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
 
-    iwf = _mixed_digests([hashlib.md5(f.raw).digest() for f in by_list["iwf"]], 16, decoys, rng)
+    iwf = _mixed_digests(
+        [hashlib.md5(f.raw, usedforsecurity=False).digest() for f in by_list["iwf"]], 16, decoys, rng
+    )
     paths["iwf"] = write_digest_list(out_dir / "iwf.csv", iwf, "csv", signal="url_md5")
 
     c3p = _hex_strings(
-        _mixed_digests([hashlib.sha1(f.canonical.encode()).digest() for f in by_list["c3p"]], 20, decoys, rng)
+        _mixed_digests(
+            [hashlib.sha1(f.canonical.encode(), usedforsecurity=False).digest() for f in by_list["c3p"]],
+            20,
+            decoys,
+            rng,
+        )
     )
     half = len(c3p) // 2
     crlf = "\r\n"
@@ -943,7 +957,9 @@ def write_lists(ds: SynthDataset, out_dir: Path, *, seed: int = 0, decoys: int =
     paths["c3p"] = out_dir / "c3p.txt"
     write_bytes(paths["c3p"], text.encode("utf-8"))
 
-    tx = _mixed_digests([hashlib.md5(f.raw).digest() for f in by_list["tx"]], 16, decoys, rng)
+    tx = _mixed_digests(
+        [hashlib.md5(f.raw, usedforsecurity=False).digest() for f in by_list["tx"]], 16, decoys, rng
+    )
     paths["tx"] = write_digest_list(out_dir / "threatexchange.txt", tx, "pytx", signal="url_md5")
 
     urls = [f.canonical for f in by_list["urls"]] + _decoy_urls(rng, decoys)

@@ -152,7 +152,6 @@ class WriteSettings:
 
 def settings_of(pf: pq.ParquetFile) -> WriteSettings:
     md = pf.metadata
-    names = pf.schema_arrow.names
     compression: dict[str, str] = {}
     dictionary: list[str] = []
     stats = True
@@ -161,12 +160,12 @@ def settings_of(pf: pq.ParquetFile) -> WriteSettings:
         rg = md.row_group(0)
         for j in range(rg.num_columns):
             col = rg.column(j)
-            top = col.path_in_schema.split(".")[0]
-            if top not in names:
-                continue
-            compression.setdefault(top, col.compression.lower())
-            if any("DICTIONARY" in e for e in col.encodings) and top not in dictionary:
-                dictionary.append(top)
+            # Keyed by leaf path: the writer matches per-column settings on it (``tags.list.element``).
+            path = col.path_in_schema
+            codec = col.compression.lower()
+            compression.setdefault(path, "none" if codec == "uncompressed" else codec)
+            if any("DICTIONARY" in e for e in col.encodings) and path not in dictionary:
+                dictionary.append(path)
             stats = stats and col.is_stats_set
     kv = md.metadata or {}
     return WriteSettings(

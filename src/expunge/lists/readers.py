@@ -128,7 +128,10 @@ def read_csv(path: Path, column: str | None = None) -> ListFile:
     if not body:
         return ListFile(path, "csv", [])
     header_line, header_text = body[0]
-    header = [h.strip() for h in next(csv.reader([header_text]))]
+    try:
+        header = [h.strip() for h in next(csv.reader([header_text]))]
+    except csv.Error:
+        raise ExpungeError("malformed CSV header", path, f"line {header_line}") from None
     lower = [h.lower() for h in header]
     if column is not None:
         if column not in header and column.lower() not in lower:

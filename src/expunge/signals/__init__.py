@@ -42,7 +42,9 @@ class SignalType:
         if self.name == "domain" and not (len(token) == 64 and _HEX.fullmatch(token)):
             from expunge.signals.urlcanon import host_suffixes
 
-            hosts = host_suffixes(b"http://" + token.strip().encode("utf-8") + b"/")
+            text = token.strip().encode("utf-8")
+            # An entry written as a URL keeps its own scheme: another prefix would make "http" the host.
+            hosts = host_suffixes(text if b"://" in text else b"http://" + text + b"/")
             if not hosts:
                 raise ValueError("not a domain name or a 64-digit hex SHA-256")
             return hashlib.sha256(hosts[0]).digest()

@@ -30,6 +30,8 @@ def as_binary(values: pa.Array) -> pa.Array:
         return values.view(pa.binary())
     if pa.types.is_large_string(values.type):
         return values.view(pa.large_binary())
+    if pa.types.is_null(values.type):
+        return pa.nulls(len(values), pa.binary())
     return values
 
 

@@ -84,7 +84,8 @@ class UrlBatch:
         if unparseable.any():
             q[unparseable] = Q_UNPARSEABLE
             # ASCII trimming does not validate UTF-8, so it is safe on any bytes.
-            trimmed = pc.ascii_trim_whitespace(self.raw.view(pa.string()))
+            text_type = pa.large_string() if pa.types.is_large_binary(self.raw.type) else pa.string()
+            trimmed = pc.ascii_trim_whitespace(self.raw.view(text_type))
             empty = pc.equal(pc.binary_length(trimmed), 0).fill_null(False).to_numpy(zero_copy_only=False)
             q[empty & unparseable] = Q_EMPTY
         q[_utf8_invalid_mask(self.raw)] = Q_NOT_UTF8
