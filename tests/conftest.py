@@ -51,7 +51,8 @@ def build_small_dataset(
     for s in range(shards):
         name = f"part-{s:05d}.parquet"
         urls: list[str | None] = [
-            f"https://img{i % 13}.photos.example/{s}/{i:06d}/view-{i * 7 % 1000}.jpg?w=512" for i in range(rows_per_shard)
+            f"https://img{i % 13}.photos.example/{s}/{i:06d}/view-{i * 7 % 1000}.jpg?w=512"
+            for i in range(rows_per_shard)
         ]
         captions = [f"a {('red', 'blue', 'green')[i % 3]} mug number {s}-{i}" for i in range(rows_per_shard)]
         if s < shards - 1:
@@ -81,13 +82,19 @@ def build_small_dataset(
     lists_dir.mkdir()
     iwf = lists_dir / "iwf.csv"
     iwf.write_text(
-        "md5,id,category\n" + "".join(f"{h},{n},synthetic\n" for n, h in enumerate(md5s))
+        "md5,id,category\n"
+        + "".join(f"{h},{n},synthetic\n" for n, h in enumerate(md5s))
         + f"{'0' * 32},999,synthetic-decoy\n"
     )
     c3p = lists_dir / "c3p.txt"
     c3p.write_text("# SYNTHETIC list: sha1 of canonical benign URLs\n" + "\n".join(sha1_canonical) + "\n")
     return SmallDataset(
-        root, {"iwf": iwf, "c3p": c3p}, flagged, quarantine, f"part-{shards - 1:05d}.parquet", shards * rows_per_shard
+        root,
+        {"iwf": iwf, "c3p": c3p},
+        flagged,
+        quarantine,
+        f"part-{shards - 1:05d}.parquet",
+        shards * rows_per_shard,
     )
 
 

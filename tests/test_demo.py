@@ -62,7 +62,8 @@ def test_demo_runs_and_contains_flagged_content(tmp_path: Path) -> None:
     for shard_path in sorted((demo / "dataset").glob("*.parquet")):
         table = pq.read_table(shard_path, columns=["URL", "TEXT"])
         urls = [
-            None if u is None else u.decode("utf-8", "replace") for u in table.column("URL").cast(pa.binary()).to_pylist()
+            None if u is None else u.decode("utf-8", "replace")
+            for u in table.column("URL").cast(pa.binary()).to_pylist()
         ]
         captions = table.column("TEXT").to_pylist()
         assert all(urls[row] is not None for row in by_shard.get(shard_path.name, ()))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn, Task, TaskID
 
 
 class Bar(Protocol):
@@ -36,32 +39,26 @@ class NullReporter:
 
 
 class _RichBar:
-    def __init__(self, progress: object, task: object) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress = progress
         self._task = task
 
     def advance(self, n: float = 1) -> None:
-        self._progress.advance(self._task, n)  # type: ignore[attr-defined]
+        self._progress.advance(self._task, n)
 
 
-def _rate_column_class() -> type:
-    from rich.progress import ProgressColumn
+def _rate_column(unit: str) -> ProgressColumn:
+    from rich.progress import ProgressColumn as Base
     from rich.text import Text
 
-    class RateColumn(ProgressColumn):  # type: ignore[misc]
-        def __init__(self, unit: str) -> None:
-            super().__init__()
-            self.unit = unit
+    class RateColumn(Base):
+        """Items per second, in the bar's own unit (rows/s, shards/s, images/s)."""
 
-        def render(self, task: object) -> Text:
-            speed = getattr(task, "speed", None)
-            return Text("" if not speed else f"{speed:,.0f} {self.unit}/s", style="cyan")
+        def render(self, task: Task) -> Text:
+            speed = task.speed
+            return Text("" if not speed else f"{speed:,.0f} {unit}/s", style="cyan")
 
-    return RateColumn
-
-
-def _RateColumn(unit: str) -> object:
-    return _rate_column_class()(unit)
+    return RateColumn()
 
 
 class RichReporter:
@@ -92,7 +89,7 @@ class RichReporter:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(f"{unit}"),
-            _RateColumn(unit),
+            _rate_column(unit),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )

@@ -20,7 +20,13 @@ EXPUNGE = [sys.executable, "-m", "expunge.cli"]
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*EXPUNGE, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL
+        [*EXPUNGE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -35,7 +41,10 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
 
 def test_step_by_step_flow_matches_one_shot(small_ds: SmallDataset, tmp_path: Path) -> None:
     iwf, c3p = small_ds.lists["iwf"], small_ds.lists["c3p"]
-    assert run(["lists", "import", str(iwf), "--signal", "url_md5", "--source", "TEST"], tmp_path).returncode == 0
+    assert (
+        run(["lists", "import", str(iwf), "--signal", "url_md5", "--source", "TEST"], tmp_path).returncode
+        == 0
+    )
     imp = run(["lists", "import", str(c3p), "--signal", "url_sha1", "--recipe", "canonical"], tmp_path)
     assert imp.returncode == 0, imp.stderr
     ls = run(["lists", "ls", "--json"], tmp_path)
@@ -68,7 +77,9 @@ def test_malformed_list_is_refused_with_file_and_line(small_ds: SmallDataset, tm
     assert_one_line_error(proc, "partner.txt", "line 3", "32 hex digits")
     assert not (tmp_path / "o").exists()
     bad.write_text("a" * 31 + "z\n")
-    assert_one_line_error(run(["lists", "import", str(bad), "--signal", "url_md5"], tmp_path), "line 1", "hex")
+    assert_one_line_error(
+        run(["lists", "import", str(bad), "--signal", "url_md5"], tmp_path), "line 1", "hex"
+    )
     mixed = tmp_path / "mixed.txt"
     mixed.write_text(f"url_md5 {'a' * 32}\nurl_sha1 {'b' * 40}\n")
     assert_one_line_error(run(["lists", "import", str(mixed)], tmp_path), "mixed.txt", "line 2", "mixed")
@@ -108,7 +119,10 @@ def test_corrupt_parquet_is_named(small_ds: SmallDataset, tmp_path: Path, damage
         mid = len(data) // 3
         data[mid : mid + 2000] = os.urandom(2000)
         shard.write_bytes(bytes(data))
-    proc = run(["clean", str(small_ds.root), "--out", "o", "-q", "--list", f"{small_ds.lists['iwf']}:url_md5"], tmp_path)
+    proc = run(
+        ["clean", str(small_ds.root), "--out", "o", "-q", "--list", f"{small_ds.lists['iwf']}:url_md5"],
+        tmp_path,
+    )
     assert_one_line_error(proc, "part-00001.parquet")
     assert not (tmp_path / "o" / "summary.json").exists()
 
@@ -119,7 +133,9 @@ def test_missing_dataset_and_unknown_signal(tmp_path: Path) -> None:
     lst.write_text("a" * 32 + "\n")
     (tmp_path / "ds").mkdir()
     pq.write_table(pa.table({"url": ["http://a.example/x"]}), tmp_path / "ds" / "p.parquet")
-    assert_one_line_error(run(["clean", "ds", "--out", "o", "--list", f"{lst}:url_md55"], tmp_path), "url_md55")
+    assert_one_line_error(
+        run(["clean", "ds", "--out", "o", "--list", f"{lst}:url_md55"], tmp_path), "url_md55"
+    )
     assert_one_line_error(run(["clean", "ds", "--out", "o", "--list", f"{lst}"], tmp_path), "signal type")
 
 

@@ -303,7 +303,9 @@ def test_url_list_in_csv(store: Store, tmp_path: Path) -> None:
     assert _stored(store, "u") == expected
 
 
-@pytest.mark.parametrize("bad", [f"data:text/plain,{MARK}", f"ftp://{MARK}.example/", f"mailto:{MARK}@x.example"])
+@pytest.mark.parametrize(
+    "bad", [f"data:text/plain,{MARK}", f"ftp://{MARK}.example/", f"mailto:{MARK}@x.example"]
+)
 def test_unparseable_url_refuses_the_list(store: Store, tmp_path: Path, bad: str) -> None:
     path = _write(tmp_path / "urls.txt", f"http://river.example/\n{bad}\n")
     _refused(store, path, where="line 2", signal="url")
@@ -331,7 +333,7 @@ def test_domain_list(store: Store, tmp_path: Path) -> None:
         assert not any(h in blob for h in hosts)
 
 
-@pytest.mark.parametrize("bad", [f"ftp://{MARK}.example/", f"data:{MARK}"])
+@pytest.mark.parametrize("bad", [f"ftp://{MARK}.example/", f"https://{MARK}@/", f"...{MARK}"[:3]])
 def test_bad_domain_refused(store: Store, tmp_path: Path, bad: str) -> None:
     path = _write(tmp_path / "domains.txt", f"river.example\n{bad}\n")
     _refused(store, path, where="line 2", signal="domain")
@@ -351,19 +353,21 @@ def test_digest_signal_recipes(store: Store, tmp_path: Path, recipe: str) -> Non
 
 @pytest.mark.parametrize(
     ("signal", "recipe"),
-    [("url", "raw"), ("url", "stripped"), ("domain", "raw"), ("url_md5", "lowercase"), ("url_sha256", "")],
+    [("url", "raw"), ("url", "stripped"), ("domain", "raw"), ("url_md5", "lowercase")],
 )
 def test_recipe_validation(store: Store, tmp_path: Path, signal: str, recipe: str) -> None:
     path = _write(tmp_path / "r.txt", "http://river.example/\n")
-    if recipe == "":
-        path = _hexlist(tmp_path / "h.txt", _digests("url_sha256", "a"))
-        # An empty recipe means "the default", not an error.
-        import_list(store, path, signal=signal, recipe=recipe)
-        assert load_info(store, "h").recipe == "raw"
-        return
     text = _refused(store, path, signal=signal, recipe=recipe)
     assert "recipe" in text and recipe in text
     assert store.bank_names() == []
+
+
+def test_default_recipe(store: Store, tmp_path: Path) -> None:
+    path = _hexlist(tmp_path / "h.txt", _digests("url_sha256", "a"))
+    import_list(store, path, signal="url_sha256", recipe=None)
+    assert load_info(store, "h").recipe == "raw"
+    import_list(store, _write(tmp_path / "u.txt", "http://river.example/\n"), signal="url")
+    assert load_info(store, "u").recipe == "canonical"
 
 
 def test_signal_type_errors(store: Store, tmp_path: Path) -> None:

@@ -97,7 +97,9 @@ def test_empty_and_comment_only_files_have_no_entries(tmp_path: Path) -> None:
 
 def test_invalid_utf8_names_the_line_without_quoting_it(tmp_path: Path) -> None:
     a = _hex("a")
-    data = codecs.BOM_UTF8 + f"{a}\r\n# note\r\n".encode() + MARK.encode() + b"\xff\xfe" + b"\r\n" + a.encode()
+    data = (
+        codecs.BOM_UTF8 + f"{a}\r\n# note\r\n".encode() + MARK.encode() + b"\xff\xfe" + b"\r\n" + a.encode()
+    )
     text = _refused(_write(tmp_path, "list.txt", data), where="line 3")
     assert "UTF-8" in text
 
@@ -364,7 +366,9 @@ def _valid_list(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[int, bytes, str
 
 @settings(max_examples=200, deadline=None)
 @given(case=_valid_list())
-def test_valid_lists_round_trip(case: tuple[str, bytes, list[tuple[int, bytes, str | None]], str | None]) -> None:
+def test_valid_lists_round_trip(
+    case: tuple[str, bytes, list[tuple[int, bytes, str | None]], str | None],
+) -> None:
     suffix, data, expected, column = case
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"list{suffix}"

@@ -56,8 +56,11 @@ def test_sigkill_at_any_point_then_rerun_is_byte_identical(tmp_path: Path) -> No
     for fraction in (0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 0.97):
         proc = subprocess.Popen(
             _cmd(ds.root, ds.lists, store, out),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(full * fraction)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -16,7 +16,10 @@ from tests.conftest import SmallDataset, build_small_dataset, tree_bytes
 def _clean(ds: SmallDataset, tmp: Path, out: str = "out", workers: int = 2, store: str = "store") -> dict:
     opts = api.Options(store=tmp / store, workers=workers)
     return api.clean(
-        [str(ds.root)], tmp / out, lists=[f"{ds.lists['iwf']}:url_md5", f"{ds.lists['c3p']}:url_sha1:canonical"], opts=opts
+        [str(ds.root)],
+        tmp / out,
+        lists=[f"{ds.lists['iwf']}:url_md5", f"{ds.lists['c3p']}:url_sha1:canonical"],
+        opts=opts,
     )
 
 
@@ -107,7 +110,9 @@ def test_index_is_incremental(small_ds: SmallDataset, tmp_path: Path) -> None:
     assert added.shards_run == 1 and added.details["rows_read"] == 10
 
 
-def test_a_new_bank_feature_is_added_without_reindexing_others(small_ds: SmallDataset, tmp_path: Path) -> None:
+def test_a_new_bank_feature_is_added_without_reindexing_others(
+    small_ds: SmallDataset, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     opts = api.Options(store=store, workers=1)
     api.import_list(small_ds.lists["iwf"], store=store, signal="url_md5")

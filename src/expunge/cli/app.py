@@ -249,8 +249,8 @@ def demo_cmd(
     print_summary(res.summary, res.release)
     verdict = "[green]OK[/]" if res.missed == 0 and res.extra == 0 else "[red]MISMATCH[/]"
     out.print(
-        f"{verdict}: {res.expected_removed - res.missed:,} of {res.expected_removed:,} planted synthetic rows "
-        f"removed, {res.extra} removed that were not planted"
+        f"{verdict}: {res.expected_removed - res.missed:,} of {res.expected_removed:,} planted synthetic "
+        f"rows removed, {res.extra} removed that were not planted"
     )
     where = Table(title="where everything went", show_header=False)
     where.add_column(style="bold")

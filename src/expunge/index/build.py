@@ -129,7 +129,7 @@ def _feature_type(name: str, features: tuple[str, ...]) -> pa.DataType:
 
 def read_quarantine(index_dir: Path) -> np.ndarray:
     col = pq.read_table(index_dir / ROWS_FILE).column(0)
-    return col.to_numpy()
+    return np.asarray(col.to_numpy(), dtype=np.uint8)
 
 
 def read_feature(index_dir: Path, feature: str) -> pa.Array:

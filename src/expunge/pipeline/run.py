@@ -381,6 +381,6 @@ def _summary(ds: Dataset, banks: list[BankInfo], results: list[CleanResult]) -> 
             for r in results
         ],
     }
-    if summary["rows_kept"] + summary["rows_removed"] + summary["rows_quarantined"] != rows_in:
+    if sum(r.rows_kept + r.rows_removed + r.rows_quarantined for r in results) != rows_in:
         raise RuntimeError("row accounting does not add up")  # never expected: a bug, not bad input
     return summary
