@@ -652,7 +652,7 @@ def _split_evenly(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _plan(rows: int, shards: int, seed: int, flagged: int) -> _Plan:
+def _plan(rows: int, shards: int, seed: int, flagged: int, utf8_only: bool = False) -> _Plan:
     rng = np.random.default_rng([seed, 0x5EED])
     sizes = _split_evenly(rows, shards)
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -687,6 +687,11 @@ def _plan(rows: int, shards: int, seed: int, flagged: int) -> _Plan:
     chosen = rng.choice(candidates, n_quarantine + n_noncanonical, replace=False)
     quarantine = chosen[:n_quarantine]
     kinds = rng.permutation(np.arange(n_quarantine) % len(QUARANTINE_KINDS))
+    if utf8_only:
+        # Drop the rows only after every draw, so the rest of the plan (and every other row) is the
+        # same as without the option; the dropped rows simply keep their canonical URL.
+        keep = kinds != QUARANTINE_KINDS.index("not-utf8")
+        quarantine, kinds = quarantine[keep], kinds[keep]
     order = np.argsort(quarantine)
 
     return _Plan(
@@ -743,11 +748,18 @@ def generate_dataset(
     row_group_size: int = 10_000,
     compression: str = "zstd",
     progress: Callable[[int], None] | None = None,
+    *,
+    utf8_only: bool = False,
 ) -> SynthDataset:
     """Write ``root/part-00000.parquet`` ... and return the ground truth of what was written.
 
     Same arguments give byte-identical files; each shard draws from its own seeded stream, so a shard's
     content does not depend on how the others were produced.
+
+    ``utf8_only`` leaves out the ``not-utf8`` quarantine rows (those rows keep their ordinary canonical
+    URL instead), because some readers the benchmarks compare against, DuckDB among them, refuse a
+    parquet ``string`` column holding invalid UTF-8. The flagged rows and every other URL stay as they
+    would be without it.
     """
     if rows < 0 or rows > _MAX_ROWS:
         raise ValueError(f"rows must be between 0 and {_MAX_ROWS}, got {rows}")
@@ -758,7 +770,7 @@ def generate_dataset(
     if row_group_size < 1:
         raise ValueError(f"row_group_size must be at least 1, got {row_group_size}")
     _check_pools()
-    plan = _plan(rows, shards, seed, flagged)
+    plan = _plan(rows, shards, seed, flagged, utf8_only)
     root.mkdir(parents=True, exist_ok=True)
     listed: dict[FlaggedRow, ListedForm] = {}
     paths: list[Path] = []

@@ -44,14 +44,21 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _rows(arr: np.ndarray) -> list[bytes]:
+    """Exact bytes of each value (numpy scalars of an ``S`` array drop trailing zero bytes)."""
+    w = arr.dtype.itemsize
+    raw = np.ascontiguousarray(arr).tobytes()
+    return [raw[i : i + w] for i in range(0, len(raw), w)]
+
+
 def _stored(store: Store, name: str) -> list[bytes]:
     info = load_info(store, name)
-    return [v.tobytes() for v in read_values(store.bank_dir(name) / "values.parquet", info.width)]
+    return _rows(read_values(store.bank_dir(name) / "values.parquet", info.width))
 
 
 def _delta(store: Store, name: str, version: int, kind: str, width: int) -> list[bytes]:
     path = store.bank_dir(name) / "deltas" / f"v{version:04d}.{kind}.parquet"
-    return [v.tobytes() for v in read_values(path, width)]
+    return _rows(read_values(path, width))
 
 
 def _refused(store: Store, path: Path, where: str | None = None, **kwargs: object) -> str:
@@ -225,7 +232,7 @@ def test_newer_file_makes_a_version_with_exact_deltas(store: Store, tmp_path: Pa
     def since(v: int) -> list[bytes]:
         got = added_since(store, "p", v, 20)
         assert got.dtype == np.dtype("S20")
-        return [x.tobytes() for x in got]
+        return _rows(got)
 
     assert since(0) == sorted([a, b, c, d, e])
     assert since(1) == sorted([a, d, e])
@@ -421,5 +428,5 @@ def test_import_round_trip(signal: str, data: st.DataObject, crlf: bool, bom: bo
         assert r2.removed == len(set(second) ^ set(first)) - r2.added
         assert r2.unchanged == (set(first) == set(second))
         assert r2.version == r1.version + (0 if r2.unchanged else 1)
-        got = {x.tobytes() for x in added_since(store, "b", 0, w)}
+        got = set(_rows(added_since(store, "b", 0, w)))
         assert got == set(first) | set(second)
