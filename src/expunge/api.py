@@ -66,16 +66,21 @@ class _Session:
         self.store = Store(opts.store).ensure()
         self.executor: Executor = make_executor(opts.executor, opts.workers)
         self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
+        self._lock = self.store.lock()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:
         o = self.opts
         return open_dataset(self.store, list(dataset), o.url_column, o.caption_column, o.key_column)
 
     def __enter__(self) -> _Session:
+        self._lock.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.executor.close()
+        try:
+            self.executor.close()
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 def import_list(
@@ -90,7 +95,9 @@ def import_list(
     fmt: str = "auto",
     column: str | None = None,
 ) -> ImportResult:
-    return _import_list(Store(store), Path(path), name, signal, recipe, source, label, fmt, column)
+    s = Store(store)
+    with s.lock():
+        return _import_list(s, Path(path), name, signal, recipe, source, label, fmt, column)
 
 
 def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:

@@ -19,13 +19,17 @@ Nothing here holds a URL or caption in plaintext: banks and indexes hold digests
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from expunge import atomic
+from expunge.errors import ExpungeError
 
 
 def _safe(name: str) -> str:
@@ -46,6 +50,10 @@ class Store:
         path = self.root / "tmp"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the store for one command: two runs writing one store would race on its metadata."""
+        return _locked(self)
 
     def key(self) -> bytes:
         """The store's secret, created on first use. Keyed hashes of removed rows cannot be reversed
@@ -76,6 +84,35 @@ class Store:
         """File-system-safe, collision-free id for a shard's relative name."""
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
         return f"{_safe(Path(name).stem)[:40]}-{digest}"
+
+
+@contextlib.contextmanager
+def _locked(store: Store) -> Iterator[None]:
+    store.ensure()
+    path = store.root / "lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise ExpungeError(
+                f"store is in use by another expunge process (pid {holder})", store.root
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        # Holding the lock, leftovers in tmp/ can only be from runs that died: clear them.
+        for leftover in (store.root / "tmp").iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def dataset_id(root: str) -> str:

@@ -188,3 +188,15 @@ def test_index_match_clean_open_no_socket(small_ds: SmallDataset, tmp_path: Path
         proc = run(args, tmp_path, env)
         assert proc.returncode == 0, (args, proc.stderr)
     assert not log.exists(), log.read_text()
+
+
+def test_a_store_in_use_is_refused_clearly(small_ds: SmallDataset, tmp_path: Path) -> None:
+    from expunge.store import Store
+
+    store = Store(tmp_path / ".expunge")
+    with store.lock():
+        proc = run(
+            ["clean", str(small_ds.root), "--out", "o", "--list", f"{small_ds.lists['iwf']}:url_md5"],
+            tmp_path,
+        )
+    assert_one_line_error(proc, "in use by another expunge process")

@@ -160,3 +160,17 @@ def test_bigger_dataset_builder_smoke(tmp_path: Path) -> None:
     ds = build_small_dataset(tmp_path, shards=2, rows_per_shard=300, row_group_size=100)
     summary = _clean(ds, tmp_path)
     assert summary["rows_in"] == 600
+
+
+def test_a_shard_that_left_the_dataset_leaves_the_release(small_ds: SmallDataset, tmp_path: Path) -> None:
+    _clean(small_ds, tmp_path)
+    (small_ds.root / "part-00000.parquet").unlink()
+    summary = _clean(small_ds, tmp_path)
+    assert not (tmp_path / "out" / "part-00000.parquet").exists()
+    assert [s["name"] for s in summary["shards"]] == [
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "part-00003.parquet",
+    ]
+    removed = pq.read_table(tmp_path / "out" / "removed.parquet")
+    assert "part-00000.parquet" not in set(removed.column("shard").to_pylist())

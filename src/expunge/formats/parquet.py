@@ -201,6 +201,9 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
         write_statistics=settings.write_statistics,
         store_schema=settings.store_schema,
     ) as writer:
+        if not settings.store_schema and schema.metadata:
+            # Without a stored Arrow schema the writer drops the schema's key-value metadata.
+            writer.add_key_value_metadata(schema.metadata)
         for i in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(i).num_rows
             mask = keep[start : start + n]

@@ -293,6 +293,7 @@ class Pipeline:
                 results[res.shard] = res
                 bar.advance(1)
         ordered = [results[s.name] for s in ds.shards]
+        _drop_stale_shards(state_dir, out, {s.name for s in ds.shards})
         records = [read_records(marker_paths(state_dir, s.name)[1]) for s in ds.shards]
         removed = pa.concat_tables(records) if records else None
         if removed is not None:
@@ -327,6 +328,19 @@ class Pipeline:
 
 def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
     return index_shard(task)
+
+
+def _drop_stale_shards(state_dir: Path, out: Path, current: set[str]) -> None:
+    """A shard that left the dataset since an earlier run into the same folder leaves the release too."""
+    for marker in sorted((state_dir / "shards").glob("*.json")):
+        shard = atomic.read_json(marker).get("shard")
+        if not isinstance(shard, str) or shard in current:
+            continue
+        records = marker_paths(state_dir, shard)[1]
+        marker.unlink()  # first the marker: a crash after this point just redoes the cleanup
+        for path in (out / shard, records):
+            if path.is_file():
+                path.unlink()
 
 
 def _same_device(a: Path, b: Path) -> bool:
