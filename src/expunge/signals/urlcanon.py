@@ -134,6 +134,7 @@ _PORT_TAIL = re.compile(rb"(?::[0-9]*|\.)+\Z")
 _DOT_RUNS = re.compile(rb"\.{2,}")
 # What an IDN conversion may produce: anything else would change how the URL parses next time.
 _IDNA_RESULT = re.compile(rb"[A-Za-z0-9_.\-]+")
+_MAX_IDN_LABEL = 252
 _IPV4_PART = rb"(?:0x[0-9a-f]+|[0-9]+)"
 _IPV4_LIKE = re.compile(_IPV4_PART + rb"(?:\." + _IPV4_PART + rb"){0,3}")
 _DOTTED_QUAD = re.compile(rb"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
@@ -181,7 +182,8 @@ def _idna(host: bytes) -> bytes:
         return host
     labels = host.split(b".")
     for i, label in enumerate(labels):
-        if label.isascii():
+        # Punycode is quadratic, and a label over 63 code points (252 UTF-8 bytes) cannot convert anyway.
+        if label.isascii() or len(label) > _MAX_IDN_LABEL:
             continue
         try:
             ascii_label = label.decode("utf-8").encode("idna")
