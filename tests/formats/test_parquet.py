@@ -29,7 +29,9 @@ def _laion_like(n: int, seed: int = 0) -> pa.Table:
     return pa.table(
         {
             "SAMPLE_ID": pa.array(np.arange(n, dtype=np.int64) * 7 + 1000),
-            "URL": pa.array([f"http://img{i % 97}.example/{i}/{rng.integers(1 << 30)}.jpg" for i in range(n)]),
+            "URL": pa.array(
+                [f"http://img{i % 97}.example/{i}/{rng.integers(1 << 30)}.jpg" for i in range(n)]
+            ),
             "TEXT": pa.array([None if i % 11 == 0 else " ".join(rng.choice(words, 3)) for i in range(n)]),
             "HEIGHT": pa.array(rng.integers(32, 4096, n).astype(np.int32)),
             "WIDTH": pa.array(rng.integers(32, 4096, n).astype(np.int32)),
@@ -160,7 +162,10 @@ def _schema_file(tmp_path: Path, names: list[str], name: str = "s.parquet") -> s
 @pytest.mark.parametrize(
     ("names", "expected"),
     [
-        (["SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity"], ("URL", "TEXT", "SAMPLE_ID")),
+        (
+            ["SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity"],
+            ("URL", "TEXT", "SAMPLE_ID"),
+        ),
         (["url", "caption", "key", "status", "width"], ("url", "caption", "key")),
         (["key", "url", "text", "punsafe"], ("url", "text", "key")),
         (["Url", "Caption", "Key"], ("Url", "Caption", "Key")),  # case-insensitive fallback
@@ -168,7 +173,9 @@ def _schema_file(tmp_path: Path, names: list[str], name: str = "s.parquet") -> s
         (["url"], ("url", None, None)),
     ],
 )
-def test_detect_columns(tmp_path: Path, names: list[str], expected: tuple[str, str | None, str | None]) -> None:
+def test_detect_columns(
+    tmp_path: Path, names: list[str], expected: tuple[str, str | None, str | None]
+) -> None:
     assert detect_columns(_schema_file(tmp_path, names)) == ColumnMap(*expected)
 
 
@@ -291,7 +298,9 @@ def test_rewrite_edge_selections(tmp_path: Path, which: str) -> None:
 @pytest.mark.parametrize("codec", ["snappy", "zstd", "gzip", "none"])
 def test_rewrite_uniform_codec(tmp_path: Path, codec: str) -> None:
     table = _laion_like(300, seed=3)
-    src = _write_source(tmp_path / "src.parquet", table, row_group_size=64, compression=codec, use_dictionary=False)
+    src = _write_source(
+        tmp_path / "src.parquet", table, row_group_size=64, compression=codec, use_dictionary=False
+    )
     expected = "UNCOMPRESSED" if codec == "none" else codec.upper()
     assert {c for _, c, _ in _leaf_settings(src)[0]} == {expected}
     assert not any(d for _, _, d in _leaf_settings(src)[0])
@@ -300,7 +309,9 @@ def test_rewrite_uniform_codec(tmp_path: Path, codec: str) -> None:
 
 
 def test_rewrite_without_stored_arrow_schema(tmp_path: Path) -> None:
-    src = _write_source(tmp_path / "src.parquet", _laion_like(120, seed=4), row_group_size=40, store_schema=False)
+    src = _write_source(
+        tmp_path / "src.parquet", _laion_like(120, seed=4), row_group_size=40, store_schema=False
+    )
     assert not pq.ParquetFile(src).metadata.metadata
     _check_rewrite(src, tmp_path / "dst.parquet", np.arange(120) % 4 != 0)
 
@@ -323,7 +334,9 @@ def test_rewrite_of_a_non_arrow_writer_keeps_key_value_metadata(tmp_path: Path) 
 
 def test_rewrite_format_version_1(tmp_path: Path) -> None:
     table = _laion_like(90, seed=5).drop_columns(["tags"])
-    src = _write_source(tmp_path / "src.parquet", table, row_group_size=30, version="1.0", compression="snappy")
+    src = _write_source(
+        tmp_path / "src.parquet", table, row_group_size=30, version="1.0", compression="snappy"
+    )
     assert pq.ParquetFile(src).metadata.format_version == "1.0"
     _check_rewrite(src, tmp_path / "dst.parquet", np.arange(90) >= 10)
 
@@ -333,15 +346,25 @@ def test_rewrite_hf_style_and_binary_urls(tmp_path: Path) -> None:
     table = pa.table(
         {
             "key": pa.array([f"{i:09d}" for i in range(n)]),
-            "url": pa.array([f"http://river.example/{i}".encode() + b"\xff" * (i % 2) for i in range(n)], pa.binary()),
+            "url": pa.array(
+                [f"http://river.example/{i}".encode() + b"\xff" * (i % 2) for i in range(n)], pa.binary()
+            ),
             "caption": pa.array([WORDS[i % len(WORDS)] for i in range(n)], pa.large_string()),
             "status": pa.array(["success"] * n).dictionary_encode(),
         }
     )
     src = tmp_path / "src.parquet"
-    pq.write_table(table, src, row_group_size=20, compression={"key": "zstd", "url": "none", "caption": "gzip", "status": "snappy"})
+    pq.write_table(
+        table,
+        src,
+        row_group_size=20,
+        compression={"key": "zstd", "url": "none", "caption": "gzip", "status": "snappy"},
+    )
     _check_rewrite(src, tmp_path / "dst.parquet", np.arange(n) % 5 != 2)
-    assert pq.read_table(tmp_path / "dst.parquet").schema.field("status").type == table.schema.field("status").type
+    assert (
+        pq.read_table(tmp_path / "dst.parquet").schema.field("status").type
+        == table.schema.field("status").type
+    )
 
 
 def test_rewrite_of_a_large_row_group(tmp_path: Path) -> None:

@@ -91,7 +91,9 @@ def test_contains_equals_isin_with_shared_prefixes(case: tuple[int, list[bytes],
     n_query=st.integers(0, 3000),
     shared=st.integers(0, 300),
 )
-def test_contains_equals_isin_on_random_data(seed: int, width: int, n_bank: int, n_query: int, shared: int) -> None:
+def test_contains_equals_isin_on_random_data(
+    seed: int, width: int, n_bank: int, n_query: int, shared: int
+) -> None:
     rng = np.random.default_rng(seed)
     bank_values = np.unique(_random(rng, n_bank, width))
     # Many values sharing one 8-byte prefix land in one bucket with equal prefixes.
@@ -101,7 +103,9 @@ def test_contains_equals_isin_on_random_data(seed: int, width: int, n_bank: int,
         bank_values = np.unique(np.concatenate([bank_values, crowd.reshape(-1).view(f"S{width}")]))
     bank = SortedSet.build(bank_values)
     assert len(bank) == len(bank_values)
-    picks = bank_values[rng.integers(0, len(bank_values), n_query // 2)] if len(bank_values) else bank_values[:0]
+    picks = (
+        bank_values[rng.integers(0, len(bank_values), n_query // 2)] if len(bank_values) else bank_values[:0]
+    )
     near = picks.copy().view(np.uint8).reshape(len(picks), width)
     near[:, -1] ^= 1  # same prefix, not a member (almost always)
     query = np.concatenate([picks, near.reshape(-1).view(f"S{width}"), _random(rng, n_query // 2, width)])
@@ -122,7 +126,12 @@ def test_all_values_share_one_prefix(width: int) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_extreme_values_and_trailing_zero_bytes(width: int) -> None:
-    members = [b"\x00" * width, b"\xff" * width, b"\x01" + b"\x00" * (width - 1), b"ab" + b"\x00" * (width - 2)]
+    members = [
+        b"\x00" * width,
+        b"\xff" * width,
+        b"\x01" + b"\x00" * (width - 1),
+        b"ab" + b"\x00" * (width - 2),
+    ]
     others = [
         b"\x00" * (width - 1) + b"\x01",
         b"\xff" * (width - 1) + b"\xfe",

@@ -51,7 +51,8 @@ def discover(specs: Sequence[str]) -> tuple[str, list[Shard]]:
         spec = spec.removeprefix("file://")
         if os.path.isdir(spec):
             for dirpath, dirnames, filenames in os.walk(spec):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                # Hidden and underscore folders hold tool state (.expunge, Spark's _temporary), not shards.
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
                 paths.extend(os.path.join(dirpath, f) for f in filenames if _is_shard(f))
         elif any(ch in spec for ch in "*?["):
             paths.extend(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
@@ -185,6 +186,8 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
     returns the number of rows written.
     """
     pf = open_file(src)
+    if len(keep) != pf.metadata.num_rows:
+        raise ValueError(f"keep mask has {len(keep)} entries for {pf.metadata.num_rows} rows")
     settings = settings_of(pf)
     schema = pf.schema_arrow
     size = settings.row_group_size

@@ -151,6 +151,11 @@ def read_csv(path: Path, column: str | None = None) -> ListFile:
     cat_idx = lower.index("category") if "category" in lower else None
     entries: list[Entry] = []
     for n, text in body[1:]:
+        if text.count('"') % 2:
+            # A quoted field that runs over lines would be cut at the line end: refuse, don't truncate.
+            raise ExpungeError(
+                "unterminated quote (multi-line CSV fields are not supported)", path, f"line {n}"
+            )
         try:
             row = next(csv.reader(io.StringIO(text)))
         except csv.Error:

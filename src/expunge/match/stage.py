@@ -70,6 +70,13 @@ def read_findings(path: Path) -> pa.Table:
     return pq.read_table(path).cast(FINDINGS_SCHEMA)
 
 
+def _exact_binary(values: np.ndarray) -> pa.Array:
+    """An ``S{width}`` array as Arrow binary with every byte kept (``tolist`` drops trailing zeros)."""
+    width = values.dtype.itemsize
+    buf = pa.py_buffer(np.ascontiguousarray(values).tobytes())
+    return pa.Array.from_buffers(pa.binary(width), len(values), [None, buf]).cast(pa.binary())
+
+
 def _findings_for(rows: np.ndarray, values: np.ndarray, bank: str, version: int, signal: str) -> pa.Table:
     n = len(rows)
     return pa.table(
@@ -78,7 +85,7 @@ def _findings_for(rows: np.ndarray, values: np.ndarray, bank: str, version: int,
             "bank": pa.array([bank] * n, pa.string()),
             "bank_version": pa.array(np.full(n, version, dtype=np.int32)),
             "signal": pa.array([signal] * n, pa.string()),
-            "value": pa.array(values.tolist(), pa.binary()),
+            "value": _exact_binary(values),
             "distance": pa.nulls(n, pa.float32()),
             "score": pa.nulls(n, pa.float32()),
         },

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 RECIPES = ("raw", "stripped", "canonical")
 _HEX = re.compile(r"[0-9a-fA-F]*")
+# A canonical host that can stand in a domain list: labels of letters, digits, '-', '_' (IDN as punycode).
+_DOMAIN = re.compile(rb"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+|\[[0-9a-f:.]+\]")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,11 @@ class SignalType:
             from expunge.signals.urlcanon import host_suffixes
 
             text = token.strip().encode("utf-8")
+            # "*.example.com" means the domain and its subdomains, which is what a domain entry means.
+            text = text.removeprefix(b"*.")
             # An entry written as a URL keeps its own scheme: another prefix would make "http" the host.
             hosts = host_suffixes(text if b"://" in text else b"http://" + text + b"/")
-            if not hosts:
+            if not hosts or not _DOMAIN.fullmatch(hosts[0]):
                 raise ValueError("not a domain name or a 64-digit hex SHA-256")
             return hashlib.sha256(hosts[0]).digest()
         return parse_hex(token, self.width, self.name)

@@ -24,7 +24,7 @@ Q_NULL = 1
 Q_EMPTY = 2
 Q_NOT_UTF8 = 3
 Q_UNPARSEABLE = 4
-WEB_HOST_PATTERN = r"^https?://[^/]*[^/.]\.[^/.][^/]*/"
+WEB_HOST_PATTERN = r"^https?://(?:[^/]*[^/.]\.[^/.][^/]*|\[[0-9a-f:.]+\])/"
 QUARANTINE_REASONS = {
     Q_NULL: "null_url",
     Q_EMPTY: "empty_url",
