@@ -381,7 +381,7 @@ def test_signal_type_errors(store: Store, tmp_path: Path) -> None:
     path = _hexlist(tmp_path / "s.txt", _digests("url_md5", "a"))
     assert "signal type unknown" in _refused(store, path)
     assert "unknown signal type" in _refused(store, path, signal="url_crc32")
-    assert "not supported yet" in _refused(store, path, signal="pdq")
+    assert "expected 64 hex digits for pdq" in _refused(store, path, signal="pdq")
     assert store.bank_names() == []
 
 
@@ -389,7 +389,7 @@ def test_public_never_contains_values(store: Store, tmp_path: Path) -> None:
     values = _digests("url_md5", "a", "b", "c")
     import_list(store, _hexlist(tmp_path / "pub.txt", values), signal="url_md5", source="partner-b")
     pub = load_info(store, "pub").public()
-    assert set(pub) == {"name", "signal", "recipe", "source", "version", "label", "count", "file_sha256"}
+    assert set(pub) == {"name", "signal", "recipe", "source", "version", "label", "count", "file_sha256", "threshold"}
     assert (pub["name"], pub["signal"], pub["count"], pub["version"]) == ("pub", "url_md5", 3, 1)
     dumped = json.dumps(pub)
     for v in values:

@@ -8,6 +8,7 @@ or a new list needs a feature it does not have yet; then only the missing featur
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,11 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.errors import ExpungeError
 from expunge.formats import parquet as pqfmt
-from expunge.signals import feature_width
+from expunge.formats import webdataset as wds
+from expunge.signals import feature_is_image, feature_width
 from expunge.signals.features import QUARANTINE_REASONS, UrlBatch
 
 ROWS_FILE = "rows.parquet"
+SAMPLES_FILE = "samples.parquet"
 
 
 def feature_file(feature: str) -> str:
@@ -32,14 +36,18 @@ def feature_file(feature: str) -> str:
 @dataclass(frozen=True)
 class IndexTask:
     shard_name: str
-    shard_path: str
-    url_column: str
+    shard_path: str | None  # the metadata parquet (None for a tar without one)
+    url_column: str | None
     index_dir: str  # this shard's folder in the store
     tmp_dir: str
     features: tuple[str, ...]  # features to compute now
-    rows_needed: bool  # (re)compute rows.parquet
+    rows_needed: bool  # (re)compute rows.parquet (and samples.parquet for tar shards)
     known_sha256: str | None  # when set and the content still hashes to it, nothing is recomputed
     all_features: tuple[str, ...] = ()  # what to compute if the content turns out to have changed
+    tar_path: str | None = None  # webdataset / img2dataset image tar
+    key_column: str | None = None  # links tar samples to metadata rows
+    dihedral: bool = False
+    max_pixels: int = 178_956_970
 
 
 @dataclass
@@ -53,68 +61,165 @@ class IndexResult:
     quarantined: dict[str, int] = field(default_factory=dict)
     content_changed: bool = True
     seconds: float = 0.0
+    images: int = 0
+    image_errors: dict[str, int] = field(default_factory=dict)
+    orphans: int = 0
+
+
+def fingerprint(paths: list[str]) -> tuple[int, int]:
+    """Size and newest mtime of a shard's files: the cheap check before any hashing."""
+    stats = [os.stat(p) for p in paths]
+    return sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+
+
+def content_sha256(paths: list[str]) -> str:
+    """One file: its SHA-256 (what a release manifest lists). Several: a hash of their hashes."""
+    digests = [pqfmt.file_sha256(p) for p in paths]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256(":".join(digests).encode()).hexdigest()
+
+
+def shard_files(shard_path: str | None, tar_path: str | None) -> list[str]:
+    return [p for p in (tar_path, shard_path) if p]
 
 
 def index_shard(task: IndexTask) -> IndexResult:
     started = time.perf_counter()
-    st = os.stat(task.shard_path)
-    sha = pqfmt.file_sha256(task.shard_path)
+    files = shard_files(task.shard_path, task.tar_path)
+    size, mtime = fingerprint(files)
+    sha = content_sha256(files)
     features, rows_needed = task.features, task.rows_needed
     if task.known_sha256 is not None:
         if sha == task.known_sha256 and not features and not rows_needed:
-            return IndexResult(task.shard_name, st.st_size, st.st_mtime_ns, sha, -1, [], {}, False)
+            return IndexResult(task.shard_name, size, mtime, sha, -1, [], {}, False)
         if sha != task.known_sha256:
             features, rows_needed = task.all_features, True
     out_dir = Path(task.index_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(task.tmp_dir)
+    url_features = tuple(f for f in features if not feature_is_image(f))
+    image_features = tuple(f for f in features if feature_is_image(f))
+    result = IndexResult(task.shard_name, size, mtime, sha, -1, list(features))
+    orphans = 0
+    if rows_needed and task.tar_path:
+        orphans = _index_samples(task, out_dir, tmp_dir)
+        result.orphans = orphans
+    if rows_needed or url_features:
+        q, _ = _index_urls(task, out_dir, tmp_dir, url_features, rows_needed)
+        if rows_needed:
+            q = np.concatenate([q, np.zeros(orphans, dtype=np.uint8)])
+            with atomic.atomic_path(out_dir / ROWS_FILE, tmp_dir) as tmp:
+                pq.write_table(pa.table({"q": pa.array(q, pa.uint8())}), tmp, compression="none")
+            counts = np.bincount(q, minlength=256)
+            result.quarantined = {
+                QUARANTINE_REASONS[c]: int(counts[c]) for c in QUARANTINE_REASONS if counts[c]
+            }
+            result.rows = len(q)
+    if image_features:
+        if not task.tar_path:
+            raise ExpungeError("image lists need image shards (tar) beside the metadata", task.shard_path)
+        samples = pq.read_table(out_dir / SAMPLES_FILE)
+        row_of_key = dict(
+            zip(samples.column("key").to_pylist(), samples.column("row").to_pylist(), strict=True)
+        )
+        from expunge.index.images import IMAGES_FILE, index_images  # Pillow/PDQ only when images are indexed
+
+        with atomic.atomic_path(out_dir / IMAGES_FILE, tmp_dir) as tmp:
+            n, errors, _ = index_images(
+                task.tar_path, tmp, row_of_key, dihedral=task.dihedral, max_pixels=task.max_pixels
+            )
+        result.images = n
+        result.image_errors = errors
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
+    """Sample keys of the tar in order, with the metadata row each belongs to; returns orphan count."""
+    assert task.tar_path is not None
+    keys = wds.sample_keys(task.tar_path)
+    if task.shard_path and task.key_column:
+        meta_keys: list[str | None] = []
+        for col in pqfmt.iter_column(task.shard_path, task.key_column):
+            meta_keys.extend(None if k is None else str(k) for k in col.to_pylist())
+        row_of = {k: i for i, k in enumerate(meta_keys) if k is not None}
+        base = len(meta_keys)
+    elif task.shard_path:
+        raise ExpungeError(
+            "no key column links the tar's samples to this metadata (set --key-column)", task.shard_path
+        )
+    else:
+        row_of, base = {}, 0
+    rows: list[int] = []
+    orphans = 0
+    for i, key in enumerate(keys):
+        if task.shard_path:
+            row = row_of.get(key)
+            if row is None:
+                row = base + orphans
+                orphans += 1
+        else:
+            row = i
+        rows.append(row)
+    table = pa.table(
+        {
+            "sample": pa.array(np.arange(len(keys), dtype=np.int64)),
+            "key": pa.array(keys, pa.string()),
+            "row": pa.array(rows, pa.int64()),
+        }
+    )
+    with atomic.atomic_path(out_dir / SAMPLES_FILE, tmp_dir) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return orphans if task.shard_path else 0
+
+
+def _index_urls(
+    task: IndexTask, out_dir: Path, tmp_dir: Path, features: tuple[str, ...], rows_needed: bool
+) -> tuple[np.ndarray, int]:
+    """Stream the URL column once: quarantine codes and every URL feature asked for."""
+    if not task.shard_path:  # a tar on its own: rows are its samples, all checkable by image
+        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if task.tar_path else 0
+        return np.zeros(n, dtype=np.uint8), n
+    if task.url_column is None:
+        if features:
+            raise ExpungeError("URL lists need a URL column (set --url-column)", task.shard_path)
+        n = pqfmt.num_rows(task.shard_path)
+        return np.zeros(n, dtype=np.uint8), n
     writers: dict[str, pq.ParquetWriter] = {}
     tmp_paths: dict[str, Path] = {}
-    names = ([ROWS_FILE] if rows_needed else []) + [feature_file(f) for f in features]
-    counts = np.zeros(256, dtype=np.int64)
+    names = [feature_file(f) for f in features]
+    qs: list[np.ndarray] = []
     rows = 0
     with contextlib.ExitStack() as stack:
         for name in names:
-            ctx = atomic.atomic_path(out_dir / name, tmp_dir)
-            tmp_paths[name] = stack.enter_context(ctx)
+            tmp_paths[name] = stack.enter_context(atomic.atomic_path(out_dir / name, tmp_dir))
         try:
             for urls in pqfmt.iter_column(task.shard_path, task.url_column):
                 batch = UrlBatch(urls)
                 rows += len(batch)
-                columns: dict[str, pa.Array] = {}
                 if rows_needed:
-                    q = batch.quarantine
-                    counts += np.bincount(q, minlength=256)
-                    columns[ROWS_FILE] = pa.array(q, pa.uint8())
+                    qs.append(batch.quarantine)
                 for f in features:
-                    columns[feature_file(f)] = batch.feature(f)
-                for name, arr in columns.items():
+                    arr = batch.feature(f)
+                    name = feature_file(f)
                     writer = writers.get(name)
                     if writer is None:
-                        schema = pa.schema([("q" if name == ROWS_FILE else "v", arr.type)])
-                        writer = pq.ParquetWriter(tmp_paths[name], schema, compression="none")
+                        writer = pq.ParquetWriter(
+                            tmp_paths[name], pa.schema([("v", arr.type)]), compression="none"
+                        )
                         writers[name] = writer
                     writer.write_table(pa.table([arr], schema=writer.schema))
             for name in names:
                 if name not in writers:  # empty shard: still leave a valid, empty file
-                    empty_type = pa.uint8() if name == ROWS_FILE else _feature_type(name, features)
-                    col = "q" if name == ROWS_FILE else "v"
-                    pq.write_table(pa.table({col: pa.array([], empty_type)}), tmp_paths[name])
+                    pq.write_table(
+                        pa.table({"v": pa.array([], _feature_type(name, features))}), tmp_paths[name]
+                    )
         finally:
             for writer in writers.values():
                 writer.close()
-    quarantined = {QUARANTINE_REASONS[c]: int(counts[c]) for c in QUARANTINE_REASONS if counts[c]}
-    return IndexResult(
-        task.shard_name,
-        st.st_size,
-        st.st_mtime_ns,
-        sha,
-        rows,
-        list(features),
-        quarantined,
-        True,
-        time.perf_counter() - started,
-    )
+    q = np.concatenate(qs) if qs else np.zeros(0, dtype=np.uint8)
+    return q, rows
 
 
 def _feature_type(name: str, features: tuple[str, ...]) -> pa.DataType:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.lists.readers import read_list
-from expunge.signals import RECIPES, SIGNALS, get_signal
+from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class BankInfo:
     feature: str
     width: int
     versions: list[dict[str, Any]] = field(default_factory=list)
+    threshold: int | None = None  # Hamming distance for perceptual banks (PDQ); None for exact banks
 
     @property
     def version(self) -> int:
@@ -57,6 +58,7 @@ class BankInfo:
             "label": last.get("label"),
             "count": self.count,
             "file_sha256": last.get("file_sha256"),
+            "threshold": self.threshold,
         }
 
 
@@ -113,6 +115,7 @@ def import_list(
     label: str | None = None,
     fmt: str = "auto",
     column: str | None = None,
+    threshold: int | None = None,
 ) -> ImportResult:
     """Parse, validate and store a list as a new bank version. Any bad line refuses the whole file."""
     store.ensure()
@@ -124,12 +127,10 @@ def import_list(
     if signal is None:
         raise ExpungeError("signal type unknown: give it (e.g. FILE:url_md5 or --signal url_md5)", path)
     if signal not in SIGNALS:
-        if signal in ("pdq", "image_md5", "image_sha1", "image_sha256"):
-            raise ExpungeError(f"signal type {signal} is not supported yet (image signals come next)", path)
         raise ExpungeError(f"unknown signal type {signal!r} (known: {', '.join(SIGNALS)})", path)
     st = get_signal(signal)
     recipe = recipe or st.recipes[0]
-    if recipe not in RECIPES or recipe not in st.recipes:
+    if recipe not in st.recipes:
         raise ExpungeError(
             f"recipe {recipe!r} does not apply to {signal} (use {' / '.join(st.recipes)})", path
         )
@@ -155,11 +156,18 @@ def import_list(
     else:
         info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe), st.width)
         old = np.empty(0, dtype=f"S{st.width}")
-    if info.versions and info.versions[-1]["file_sha256"] == file_sha:
+    if st.matcher == "hamming":
+        info.threshold = threshold if threshold is not None else (info.threshold or st.default_threshold)
+        if info.threshold is None or not 0 <= info.threshold <= 128:
+            raise ExpungeError("a Hamming threshold must be between 0 and 128", path)
+    elif threshold is not None:
+        raise ExpungeError(f"--threshold applies to perceptual signals (pdq), not {signal}", path)
+    same_threshold = not info.versions or info.versions[-1].get("threshold") == info.threshold
+    if info.versions and info.versions[-1]["file_sha256"] == file_sha and same_threshold:
         return ImportResult(name, info.version, info.count, 0, 0, True)
     added = np.setdiff1d(new, old, assume_unique=True)
     removed = np.setdiff1d(old, new, assume_unique=True)
-    if info.versions and len(added) == 0 and len(removed) == 0:
+    if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
         return ImportResult(name, info.version, info.count, 0, 0, True)
     version = info.version + 1
     _write_values(bdir / "deltas" / f"v{version:04d}.added.parquet", added, st.width, store)
@@ -184,6 +192,7 @@ def import_list(
             "added": len(added),
             "removed": len(removed),
             "categories": categories,
+            "threshold": info.threshold,
         }
     )
     _save_info(store, info)

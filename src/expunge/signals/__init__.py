@@ -21,10 +21,16 @@ _DOMAIN = re.compile(rb"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+|\[[0-9a-f:.]+\]")
 class SignalType:
     name: str
     width: int  # bytes per stored value
-    feature_kind: str  # "url" | "url_expr" | "domain"
-    algo: str  # digest of the feature value: md5 | sha1 | sha256
-    recipes: tuple[str, ...]  # allowed URL recipes; the first is the default
+    feature_kind: str  # "url" | "url_expr" | "domain" | "image"
+    algo: str  # digest of the feature value: md5 | sha1 | sha256 | pdq
+    recipes: tuple[str, ...]  # allowed recipes; the first is the default
     plaintext: bool = False  # list holds plaintext (URL or domain) that is hashed on import
+    matcher: str = "exact"  # "exact" (sorted membership) | "hamming" (distance within a threshold)
+    default_threshold: int | None = None  # for hamming matchers
+
+    @property
+    def is_image(self) -> bool:
+        return self.feature_kind == "image"
 
     def feature(self, recipe: str) -> str:
         """Name of the index column this signal type is matched against."""
@@ -72,6 +78,11 @@ SIGNALS: dict[str, SignalType] = {
         SignalType("url", 32, "url", "sha256", ("canonical",), plaintext=True),
         SignalType("domain", 32, "domain", "sha256", ("canonical",), plaintext=True),
         SignalType("url_expression_sha256", 32, "url_expr", "sha256", ("canonical",)),
+        # Image signals: digests of the exact stored bytes, and PDQ of the decoded pixels.
+        SignalType("image_md5", 16, "image", "md5", ("stored",)),
+        SignalType("image_sha1", 20, "image", "sha1", ("stored",)),
+        SignalType("image_sha256", 32, "image", "sha256", ("stored",)),
+        SignalType("pdq", 32, "image", "pdq", ("decoded",), matcher="hamming", default_threshold=31),
     )
 }
 
@@ -84,7 +95,11 @@ def get_signal(name: str) -> SignalType:
 
 
 def feature_width(feature: str) -> int:
-    return {"md5": 16, "sha1": 20, "sha256": 32}[feature.rsplit(":", 1)[1]]
+    return {"md5": 16, "sha1": 20, "sha256": 32, "pdq": 32}[feature.rsplit(":", 1)[1]]
+
+
+def feature_is_image(feature: str) -> bool:
+    return feature.startswith("image:")
 
 
 def feature_is_multi(feature: str) -> bool:
