@@ -11,8 +11,9 @@ The tar is parsed here by hand rather than through :mod:`tarfile` for three reas
 * **speed** -- byte ranges can be handed to the kernel (``copy_file_range``), so a rewrite runs at
   file-copy speed, and a scan reads 512-byte headers and seeks over data;
 * **errors** -- a cut or corrupt shard must surface as one :class:`ExpungeError` naming the shard
-  and the byte offset, and a missing end-of-archive marker must count as truncation (tarfile
-  silently accepts a shard cut at a member boundary, which would drop samples without a word).
+  and the byte offset. tarfile, past the first member, silently stops at a bad-checksum header or
+  a cut at a member boundary, which would lose the rest of the shard's samples without a word;
+  here a missing end-of-archive marker counts as truncation.
 
 Samples follow webdataset's own rules so keys match what training code sees: only regular files are
 sample members; a member's key is its name up to the first dot of its basename, with its directory
@@ -28,11 +29,12 @@ import glob
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +50,7 @@ SUFFIXES = (".tar",)
 BLOCK = 512
 RECORD = 10240  # tarfile's, GNU tar's and bsdtar's default record size (blocking factor 20)
 _ZERO_BLOCK = bytes(BLOCK)
-_READ_BUFFER = 1 << 20  # headers are read through this buffer, so small members cost no extra I/O
+_OCTAL_DIGITS = b"01234567"
 _COPY_CHUNK = 1 << 22
 _MAX_EXTENDED = 64 << 20  # GNU long names and PAX headers are read into memory: refuse absurd ones
 _MAX_RECORD = 1 << 20  # largest record size we infer from a source's end-of-archive padding
@@ -61,6 +63,7 @@ _SKIP_META_RE = re.compile(r"__[^/]*__($|/)")
 _REGULAR = frozenset((ord("0"), 0, ord("7")))
 _NO_DATA = frozenset(ord(c) for c in "123456")  # links, devices, directories, fifos: tarfile skips nothing
 _HARDLINK = ord("1")
+_LINKS = frozenset((_HARDLINK, ord("2")))
 _DIRECTORY = ord("5")
 _GNU_LONGNAME = ord("L")
 _GNU_LONGLINK = ord("K")
@@ -160,9 +163,11 @@ def split_key(name: str) -> tuple[str, str] | None:
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One archive entry with the byte range it occupies, extended headers included."""
+class _Entry(NamedTuple):
+    """One archive entry with the byte range it occupies, extended headers included.
+
+    A NamedTuple rather than a frozen dataclass: one is built per member, and this is the hot loop.
+    """
 
     start: int  # first byte: its GNU long-name / PAX headers if any, else its own header
     header: int  # offset of its own header block
@@ -179,7 +184,12 @@ def _pad(n: int) -> int:
 
 
 def _cstr(field: bytes) -> bytes:
-    return field.split(b"\x00", 1)[0]
+    return field.partition(b"\x00")[0]
+
+
+def _octal(text: bytes) -> bool:
+    # int(..., 8) alone would also accept '+', '_', '0o' and surrounding whitespace.
+    return bool(text) and not text.translate(None, _OCTAL_DIGITS)
 
 
 def _number(field: bytes) -> int | None:
@@ -192,16 +202,28 @@ def _number(field: bytes) -> int | None:
     text = _cstr(field).strip()
     if not text:
         return 0
-    if not all(48 <= c <= 55 for c in text):  # int(..., 8) would also take '+', '_' and '0o'
+    if not _octal(text):
         return None
     return int(text, 8)
 
 
+def _byte_sum(block: bytes) -> int:
+    """The sum of a header's 512 bytes, computed in C: this runs once per member.
+
+    Adler-32's low half is 1 + the byte sum modulo 65521, which is exact for 256 bytes or fewer
+    (at most 65280), so two halves give the exact sum several times faster than ``sum()``.
+    """
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(buf: bytes) -> bool:
-    stored = _number(buf[148:156])
-    if stored is None:
+    # Strict about the field's filler too (writers put NUL and/or spaces after the digits), so a
+    # damaged byte anywhere in the header is caught, the one after the terminator included.
+    tokens = buf[148:156].replace(b"\x00", b" ").split()
+    if len(tokens) != 1 or not _octal(tokens[0]):
         return False
-    unsigned = sum(buf) - sum(buf[148:156]) + 8 * 32  # the checksum field counts as eight spaces
+    stored = int(tokens[0], 8)
+    unsigned = _byte_sum(buf) - sum(buf[148:156]) + 8 * 32  # the checksum field counts as eight spaces
     if stored == unsigned:
         return True
     high = sum(1 for b in buf[:148] if b >= 128) + sum(1 for b in buf[156:] if b >= 128)
@@ -230,7 +252,11 @@ def _parse_pax(data: bytes) -> dict[str, str] | None:
 
 
 class _Tar:
-    """An open shard read through a large buffer; :meth:`entries` walks it header by header.
+    """An open shard; :meth:`entries` walks it header by header.
+
+    Reads are positioned (``pread``) and only ever fetch headers, extended-header payloads and, for
+    :func:`iter_images`, the images: member data is skipped, not read and thrown away, so a scan
+    costs one small read per member (the kernel's read-ahead keeps it sequential on disk).
 
     Every byte from offset 0 to :attr:`end_marker` belongs to exactly one entry, in order, so a
     rewrite can be expressed as a list of kept byte ranges.
@@ -239,14 +265,14 @@ class _Tar:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.fh: BinaryIO = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 (closed in close())
-            self.size = os.fstat(self.fh.fileno()).st_size
+            self.fd = os.open(path, os.O_RDONLY)
+            self.size = os.fstat(self.fd).st_size
         except OSError as exc:
             raise ExpungeError(f"cannot read shard ({exc.strerror or type(exc).__name__})", path) from None
         self.end_marker = -1  # offset of the end-of-archive zero blocks, once entries() has finished
 
     def close(self) -> None:
-        self.fh.close()
+        os.close(self.fd)
 
     def __enter__(self) -> _Tar:
         return self
@@ -259,8 +285,7 @@ class _Tar:
 
     def read(self, offset: int, n: int) -> bytes:
         try:
-            self.fh.seek(offset)
-            data = self.fh.read(n)
+            data = os.pread(self.fd, n, offset)
         except OSError as exc:
             raise self.fail(f"read error ({exc.strerror or type(exc).__name__})", offset) from None
         if len(data) != n:
@@ -351,12 +376,17 @@ class _Tar:
             if longname is not None:
                 name = longname
             name = pax.get("path", name)
-            linkname = pax.get("linkpath", longlink or _cstr(buf[157:257]).decode("utf-8", "surrogateescape"))
+            linkname = ""  # only links need one (decoding every header's would cost time)
+            if typeflag in _LINKS:
+                linkname = longlink or _cstr(buf[157:257]).decode("utf-8", "surrogateescape")
+                linkname = pax.get("linkpath", linkname)
 
             if "size" in pax:
                 text = pax["size"]
                 if not (text.isascii() and text.isdigit()):
-                    raise self.fail("malformed PAX extended header (bad size)", start or pos)
+                    raise self.fail(
+                        "malformed PAX extended header (bad size)", pos if start is None else start
+                    )
                 member_size = int(text)
             else:
                 member_size = field_size
@@ -394,6 +424,15 @@ class Member:
     size: int
 
 
+def _sample_members(tar: _Tar) -> Iterator[tuple[_Entry, str, str]]:
+    """``(entry, key, ext)`` for the entries webdataset groups into samples: keyed regular files."""
+    for e in tar.entries():
+        if e.kind == "file":
+            split = split_key(e.name)
+            if split is not None:
+                yield e, split[0], split[1]
+
+
 def iter_members(path: str) -> Iterator[Member]:
     """The sample members of a shard in tar order, in one streaming pass over its headers.
 
@@ -401,12 +440,8 @@ def iter_members(path: str) -> Iterator[Member]:
     PAX global headers and ``__meta__`` files are not sample members. No member data is read.
     """
     with _Tar(path) as tar:
-        for e in tar.entries():
-            if e.kind != "file":
-                continue
-            split = split_key(e.name)
-            if split is not None:
-                yield Member(e.name, split[0], split[1], e.offset_data, e.size)
+        for e, key, ext in _sample_members(tar):
+            yield Member(e.name, key, ext, e.offset_data, e.size)
 
 
 def _is_image(ext: str, wanted: frozenset[str]) -> bool:
@@ -425,13 +460,7 @@ def iter_images(path: str, exts: Sequence[str] = IMAGE_EXTS) -> Iterator[tuple[i
     index: dict[str, int] = {}
     imaged: set[str] = set()
     with _Tar(path) as tar:
-        for e in tar.entries():
-            if e.kind != "file":
-                continue
-            split = split_key(e.name)
-            if split is None:
-                continue
-            key, ext = split
+        for e, key, ext in _sample_members(tar):
             i = index.setdefault(key, len(index))
             if key in imaged or not _is_image(ext, wanted):
                 continue
@@ -441,7 +470,8 @@ def iter_images(path: str, exts: Sequence[str] = IMAGE_EXTS) -> Iterator[tuple[i
 
 def sample_keys(path: str) -> list[str]:
     """Sample keys in tar order (first appearance), samples without an image included."""
-    return list(dict.fromkeys(m.key for m in iter_members(path)))
+    with _Tar(path) as tar:
+        return list(dict.fromkeys(key for _, key, _ in _sample_members(tar)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -550,6 +580,8 @@ def rewrite_tar(src: str, dst: Path, drop_keys: Collection[str]) -> tuple[int, i
         marker, total = tar.end_marker, tar.size
         trailer_zero = _all_zero(tar, marker, total)
     body = sum(end - start for start, end in ranges)
+    if os.path.exists(dst) and os.path.samefile(src, dst):  # O_TRUNC would destroy the source first
+        raise ExpungeError("refusing to rewrite a shard onto itself", dst)
     record = _record_size(total, total - marker) if trailer_zero else None
 
     try:
@@ -598,13 +630,13 @@ def _all_zero(tar: _Tar, start: int, end: int) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
-def _rewrite_parquet(
-    src: str, final: Path, drop: Collection[str], key_column: str
-) -> tuple[int, Counter[str] | None]:
-    """Rewrite the companion parquet without the dropped keys' rows.
+def _parquet_hits(
+    src: str, drop: Collection[str], key_column: str
+) -> tuple[np.ndarray, set[str], Counter[str] | None]:
+    """Which rows of the companion parquet belong to dropped keys.
 
-    Returns the number of rows removed and, when there is a ``status`` column (img2dataset's
-    ``success`` / ``failed_to_download`` / ...), how many removed rows had each status.
+    Returns the row mask, the dropped keys found, and -- when there is a ``status`` column
+    (img2dataset's ``success`` / ``failed_to_download`` / ...) -- how many hit rows had each status.
     """
     names = parquet.open_file(src).schema_arrow.names
     if key_column not in names:
@@ -613,6 +645,7 @@ def _rewrite_parquet(
     statuses = parquet.iter_column(src, "status") if "status" in names else None
     by_status: Counter[str] | None = Counter() if statuses is not None else None
     masks: list[np.ndarray] = []
+    found: set[str] = set()
     for keys in parquet.iter_column(src, key_column):
         status = next(statuses) if statuses is not None else None
         if not pa.types.is_string(keys.type):
@@ -623,14 +656,24 @@ def _rewrite_parquet(
         hit = pc.fill_null(pc.is_in(keys, value_set=value_set), False)
         mask = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
         masks.append(mask)
-        if by_status is not None and status is not None and mask.any():
-            removed = pc.filter(status, hit)
-            for value in removed.to_pylist():
-                by_status[str(value)] += 1
-    drop_mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
-    with atomic_path(final) as tmp:
-        parquet.rewrite(src, tmp, ~drop_mask)
-    return int(drop_mask.sum()), by_status
+        if mask.any():
+            found.update(pc.filter(keys, hit).to_pylist())
+            if by_status is not None and status is not None:
+                by_status.update(str(v) for v in pc.filter(status, hit).to_pylist())
+    mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    return mask, found, by_status
+
+
+def _read_stats(path: str) -> dict[str, Any]:
+    try:
+        stats = read_json(Path(path))
+    except json.JSONDecodeError as exc:
+        raise ExpungeError("stats file is not valid JSON", path, f"line {exc.lineno}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExpungeError(f"cannot read stats file ({type(exc).__name__})", path) from None
+    if not isinstance(stats, dict):
+        raise ExpungeError("stats file is not a JSON object", path)
+    return stats
 
 
 def _decrement(obj: dict[str, Any], field: str, n: int) -> None:
@@ -644,36 +687,38 @@ def rewrite_companions(
 ) -> None:
     """Write the shard's parquet and stats json to ``out_dir`` (same basenames) without ``drop_keys``.
 
-    The parquet loses the dropped keys' rows (faithfully, via :func:`parquet.rewrite`). In the
-    stats, ``count`` drops by the rows removed and ``successes`` (and ``status_dict.success``) by
-    the removed samples that had been downloaded; with a ``status`` column, ``failed_*`` counts drop
-    by the removed rows of that status. ``expunge_removed`` records the rows removed (added to any
-    earlier value, so re-cleaning a release accumulates). Without a parquet, the dropped samples
-    found in the tar count as removed successes. Every file is written atomically.
+    The parquet loses the dropped keys' rows (faithfully, via :func:`parquet.rewrite`). Every
+    dropped sample in the tar must have a row there: a key-format mismatch (say, an integer key
+    column) would otherwise leave the flagged rows' URLs and captions in place without a word, so
+    it is an error. In the stats, ``count`` drops by the rows removed and ``successes`` (and
+    ``status_dict.success``) by the removed downloaded samples; with a ``status`` column,
+    ``failed_*`` counts drop by the removed rows of that status. ``expunge_removed`` records the
+    rows removed, added to any earlier value so re-cleaning a release accumulates. Without a
+    parquet, the dropped samples found in the tar count as the rows removed.
+
+    All inputs are read and checked before anything is written; every file is written atomically.
     """
     drop = _frozen(drop_keys)
-    removed = 0
+    in_tar = {k for k in sample_keys(shard.path) if k in drop}
+    stats = _read_stats(shard.stats) if shard.stats is not None else None
+    removed = successes = len(in_tar)  # the tar holds exactly the downloaded samples
     by_status: Counter[str] | None = None
     if shard.parquet is not None:
-        removed, by_status = _rewrite_parquet(
-            shard.parquet, out_dir / os.path.basename(shard.parquet), drop, key_column
-        )
-    if shard.stats is None:
+        hits, found, by_status = _parquet_hits(shard.parquet, drop, key_column)
+        missing = len(in_tar - found)
+        if missing:
+            raise ExpungeError(
+                f"{missing} dropped sample(s) of the tar have no row in the companion parquet"
+                f" (is {key_column!r} the column holding the tar keys?)",
+                shard.parquet,
+            )
+        with atomic_path(out_dir / os.path.basename(shard.parquet)) as tmp:
+            parquet.rewrite(shard.parquet, tmp, ~hits)
+        removed = int(hits.sum())
+        if by_status is not None:
+            successes = by_status.get("success", 0)
+    if shard.stats is None or stats is None:
         return
-    if by_status is not None:
-        successes = by_status.get("success", 0)
-    else:  # the tar holds exactly the downloaded samples
-        successes = sum(1 for k in sample_keys(shard.path) if k in drop)
-    if shard.parquet is None:
-        removed = successes
-    try:
-        stats = read_json(Path(shard.stats))
-    except json.JSONDecodeError as exc:
-        raise ExpungeError("stats file is not valid JSON", shard.stats, f"line {exc.lineno}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExpungeError(f"cannot read stats file ({type(exc).__name__})", shard.stats) from None
-    if not isinstance(stats, dict):
-        raise ExpungeError("stats file is not a JSON object", shard.stats)
     _decrement(stats, "count", removed)
     _decrement(stats, "successes", successes)
     status_dict = stats.get("status_dict")

@@ -121,4 +121,5 @@ def quality_mask(table: pa.Table, floor: int) -> np.ndarray:
     """Samples whose PDQ may be matched: decoded, and at or above the quality floor."""
     q = table.column("quality").to_numpy(zero_copy_only=False)
     pdq_valid = table.column("pdq").is_valid().to_numpy(zero_copy_only=False)
-    return pdq_valid & (np.nan_to_num(q.astype(np.float64), nan=-1) >= floor)
+    mask: np.ndarray = pdq_valid & (np.nan_to_num(q.astype(np.float64), nan=-1) >= floor)
+    return mask

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,10 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.errors import ExpungeError
 from expunge.index.build import read_feature
-from expunge.lists.bank import added_since, load_bank
-from expunge.match.exact import SortedSet, match_column
+from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
+from expunge.match.exact import SortedSet, fixed_to_numpy, match_column
+from expunge.signals import feature_is_image
 from expunge.store import Store
+
+if TYPE_CHECKING:
+    from expunge.match.hamming import HammingIndex
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -50,6 +57,8 @@ class MatchTask:
     findings_path: str
     state_path: str
     banks: tuple[BankRef, ...]
+    quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
+    dihedral: bool = False  # also match the 7 other orientations' PDQ hashes
 
 
 @dataclass
@@ -77,7 +86,9 @@ def _exact_binary(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(width), len(values), [None, buf]).cast(pa.binary())
 
 
-def _findings_for(rows: np.ndarray, values: np.ndarray, bank: str, version: int, signal: str) -> pa.Table:
+def _findings_for(
+    rows: np.ndarray, values: np.ndarray, distance: np.ndarray | None, bank: str, version: int, signal: str
+) -> pa.Table:
     n = len(rows)
     return pa.table(
         {
@@ -86,7 +97,7 @@ def _findings_for(rows: np.ndarray, values: np.ndarray, bank: str, version: int,
             "bank_version": pa.array(np.full(n, version, dtype=np.int32)),
             "signal": pa.array([signal] * n, pa.string()),
             "value": _exact_binary(values),
-            "distance": pa.nulls(n, pa.float32()),
+            "distance": pa.nulls(n, pa.float32()) if distance is None else pa.array(distance, pa.float32()),
             "score": pa.nulls(n, pa.float32()),
         },
         schema=FINDINGS_SCHEMA,
@@ -97,7 +108,9 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     """One finding per (row, bank, value); sorted so reruns write identical bytes."""
     if table.num_rows == 0:
         return table
-    table = table.sort_by([("row", "ascending"), ("bank", "ascending"), ("value", "ascending")])
+    # Nearest first, so the kept finding of a (row, bank, value) is its smallest distance.
+    keys = [("row", "ascending"), ("bank", "ascending"), ("value", "ascending"), ("distance", "ascending")]
+    table = table.sort_by(keys)
     rows = table.column("row").to_numpy()
     banks = table.column("bank").to_pylist()
     values = table.column("value").to_pylist()
@@ -106,6 +119,64 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
         if rows[i] == rows[i - 1] and banks[i] == banks[i - 1] and values[i] == values[i - 1]:
             keep[i] = False
     return table.filter(pa.array(keep)) if not keep.all() else table
+
+
+def _threshold_changed(store: Store, name: str, since: int) -> bool:
+    """A perceptual bank whose threshold changed must be matched afresh, not by delta."""
+    info = load_info(store, name)
+    return any(v.get("threshold") != info.threshold for v in info.versions[since - 1 :])
+
+
+@lru_cache(maxsize=4)
+def _hamming_index(bank_dir: str, version: int, values_bytes: int) -> HammingIndex:
+    """One index per bank version per worker process, reused for every shard it matches."""
+    from expunge.lists.bank import read_values
+    from expunge.match.hamming import HammingIndex
+
+    return HammingIndex.build(read_values(Path(bank_dir) / "values.parquet", 32))
+
+
+def _find(
+    index_dir: Path, bank: LoadedBank, values: np.ndarray, task: MatchTask, *, cache: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows of one shard matching ``values`` of a bank: (rows, matched bank values, distances or None)."""
+    feature = bank.feature
+    if not feature_is_image(feature):
+        column = read_feature(index_dir, feature)
+        target = bank.values if cache else SortedSet.build(values)
+        rows, vals = match_column(column, bank.width, target)
+        return rows, vals, None
+    from expunge.index.images import COLUMN_OF_FEATURE, quality_mask, read_images
+
+    if (index_dir / "images.parquet").is_file():
+        images = read_images(index_dir)
+    else:
+        raise ExpungeError("image lists need image shards: this shard has none", index_dir.name)
+    sample_rows = images.column("row").to_numpy()
+    if bank.threshold is None:  # exact digest of the stored bytes
+        target = bank.values if cache else SortedSet.build(values)
+        column = images.column(COLUMN_OF_FEATURE[feature]).combine_chunks()
+        idx, vals = match_column(column, bank.width, target)
+        return sample_rows[idx], vals, None
+    if cache:
+        index = _hamming_index(str(Store(task.store_root).bank_dir(bank.name)), bank.version, len(values))
+    else:
+        from expunge.match.hamming import HammingIndex
+
+        index = HammingIndex.build(values)
+    ok = np.flatnonzero(quality_mask(images, task.quality_floor))
+    pdq, _ = fixed_to_numpy(images.column("pdq").combine_chunks(), 32)
+    queries, owners = [pdq[ok]], [ok]
+    if task.dihedral and "dihedral" in images.column_names:
+        dih = images.column("dihedral").combine_chunks().take(pa.array(ok))
+        lengths = dih.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+        flat, _ = fixed_to_numpy(dih.flatten(), 32)
+        queries.append(flat)
+        owners.append(np.repeat(ok, lengths))
+    q = np.concatenate(queries)
+    owner = np.concatenate(owners)
+    qi, bi, dist = index.search(q, threshold=int(bank.threshold))
+    return sample_rows[owner[qi]], values[bi], dist.astype(np.float32)
 
 
 def match_shard(task: MatchTask) -> MatchResult:
@@ -125,11 +196,10 @@ def match_shard(task: MatchTask) -> MatchResult:
     for ref in task.banks:
         bank = load_bank(store, ref.name, ref.version)
         prev = state.get(ref.name)
-        column = None
         if prev == ref.version:
             mode = "current"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
-        elif prev is not None and prev < ref.version:
+        elif prev is not None and prev < ref.version and not _threshold_changed(store, ref.name, prev):
             mode = "incremental"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
             if mine.num_rows:
@@ -138,16 +208,12 @@ def match_shard(task: MatchTask) -> MatchResult:
             added = added_since(store, ref.name, prev, bank.width)
             added = added[bank.values.contains(added)] if len(added) else added
             if len(added):
-                column = read_feature(index_dir, bank.feature)
-                rows, values = match_column(column, bank.width, SortedSet.build(added))
-                mine = pa.concat_tables(
-                    [mine, _findings_for(rows, values, ref.name, ref.version, bank.signal)]
-                )
+                found = _find(index_dir, bank, added, task, cache=False)
+                mine = pa.concat_tables([mine, _findings_for(*found, ref.name, ref.version, bank.signal)])
         else:
             mode = "full"
-            column = read_feature(index_dir, bank.feature)
-            rows, values = match_column(column, bank.width, bank.values)
-            mine = _findings_for(rows, values, ref.name, ref.version, bank.signal)
+            found = _find(index_dir, bank, bank.values.values, task, cache=True)
+            mine = _findings_for(*found, ref.name, ref.version, bank.signal)
         if mine.num_rows:
             mine = mine.set_column(
                 mine.schema.get_field_index("bank_version"),
