@@ -29,7 +29,7 @@ SUFFIXES = (".parquet", ".pq")
 
 @dataclass(frozen=True)
 class ColumnMap:
-    url: str
+    url: str | None  # None only for image datasets without URLs
     caption: str | None
     key: str | None
 
@@ -91,12 +91,17 @@ def _pick(names: Sequence[str], override: str | None, candidates: Sequence[str])
 
 
 def detect_columns(
-    path: str, url: str | None = None, caption: str | None = None, key: str | None = None
+    path: str,
+    url: str | None = None,
+    caption: str | None = None,
+    key: str | None = None,
+    *,
+    require_url: bool = True,
 ) -> ColumnMap:
     """Find the URL, caption and key columns by their LAION / Re-LAION / HF names, or as overridden."""
     names = open_file(path).schema_arrow.names
     found = _pick(names, url, URL_COLUMNS)
-    if found is None:
+    if found is None and (require_url or url is not None):
         wanted = url if url is not None else " / ".join(URL_COLUMNS)
         raise ExpungeError(f"no URL column (looked for {wanted}; set --url-column)", path)
     if caption is not None and caption not in names:

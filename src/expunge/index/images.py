@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge.formats import webdataset as wds
-from expunge.signals.images import ImageHashes, hash_image
+
+if TYPE_CHECKING:
+    from expunge.signals.images import ImageHashes
 
 IMAGES_FILE = "images.parquet"
 IMAGE_FEATURES = ("image:md5", "image:sha1", "image:sha256", "image:pdq")
@@ -74,6 +77,8 @@ def index_images(
     ``row_of_key`` maps a sample key to its metadata row; samples without one ("orphans") get rows after
     the metadata's last row, so they are still counted and can still be removed.
     """
+    from expunge.signals.images import hash_image  # Pillow and PDQ load only when images are indexed
+
     errors: dict[str, int] = {}
     orphans: list[str] = []
     next_orphan_row = len(row_of_key) if row_of_key is not None else 0

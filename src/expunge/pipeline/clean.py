@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.formats import parquet as pqfmt
-from expunge.index.build import read_quarantine
+from expunge.formats import webdataset as wds
+from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
 from expunge.signals.digest import as_binary
 from expunge.signals.features import QUARANTINE_REASONS
@@ -42,17 +43,23 @@ PLAN_FORMAT = 1
 @dataclass(frozen=True)
 class CleanTask:
     shard_name: str
-    shard_path: str
+    shard_path: str | None  # metadata parquet
     shard_sha256: str
-    url_column: str
+    url_column: str | None
     index_dir: str
     findings_path: str
     banks: tuple[BankRef, ...]
     bank_signals: tuple[str, ...]  # signal type of each bank, same order
-    out_path: str
+    out_path: str  # where the shard's main file goes (the tar for tar shards)
     state_dir: str  # OUT/.expunge
     tmp_dir: str
     key: bytes
+    tar_path: str | None = None
+    stats_path: str | None = None
+    key_column: str | None = None
+    url_scope: bool = True  # URL lists in use: rows whose URL cannot be checked are quarantined
+    image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
+    quality_floor: int = 50
 
 
 @dataclass
@@ -71,6 +78,7 @@ class CleanResult:
     plan: str = ""
     resumed: bool = False
     seconds: float = 0.0
+    images_low_quality: int = 0
 
 
 def marker_paths(state_dir: Path, shard_name: str) -> tuple[Path, Path]:
@@ -85,8 +93,10 @@ def keyed_hash(values: list[bytes | None], key: bytes) -> list[bytes | None]:
     return [None if v is None else hashlib.blake2b(v, key=key, digest_size=16).digest() for v in values]
 
 
-def _decide(task: CleanTask) -> tuple[np.ndarray, dict[int, list[str]], dict[int, str]]:
-    q = read_quarantine(Path(task.index_dir))
+def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str], int]:
+    """Rows in, removal reasons by row, quarantine reason by row, PDQ hashes below the quality floor."""
+    index_dir = Path(task.index_dir)
+    q = read_quarantine(index_dir)
     findings = read_findings(Path(task.findings_path))
     reasons: dict[int, list[str]] = {}
     if findings.num_rows:
@@ -96,14 +106,40 @@ def _decide(task: CleanTask) -> tuple[np.ndarray, dict[int, list[str]], dict[int
                 raise RuntimeError(f"findings for {task.shard_name} are stale for bank {ref.name}")
             for row in np.unique(sel.column("row").to_numpy()).tolist():
                 reasons.setdefault(int(row), []).append(f"{signal}:{ref.name}@v{ref.version}")
-    quarantined = {int(r): QUARANTINE_REASONS[int(q[r])] for r in np.flatnonzero(q) if int(r) not in reasons}
-    return q, reasons, quarantined
+    quarantined: dict[int, str] = {}
+    if task.url_scope:
+        quarantined = {
+            int(r): QUARANTINE_REASONS[int(q[r])] for r in np.flatnonzero(q) if int(r) not in reasons
+        }
+    low_quality = 0
+    if task.image_scope and (index_dir / "images.parquet").is_file():
+        images = pq.read_table(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
+        errors = images.column("error")
+        if errors.null_count < len(errors):
+            bad = images.filter(errors.is_valid())
+            for row, err in zip(bad.column("row").to_pylist(), bad.column("error").to_pylist(), strict=True):
+                if row not in reasons:
+                    quarantined.setdefault(int(row), str(err))
+        quality = images.column("quality").to_numpy(zero_copy_only=False)
+        decoded = images.column("pdq").is_valid().to_numpy(zero_copy_only=False)
+        low_quality = int(
+            (decoded & (np.nan_to_num(quality.astype(np.float64), nan=0) < task.quality_floor)).sum()
+        )
+    return len(q), reasons, quarantined, low_quality
+
+
+def _outputs(task: CleanTask) -> list[Path]:
+    """Every file this shard puts in the release."""
+    out = Path(task.out_path)
+    files = [out]
+    if task.tar_path:
+        files += [out.parent / os.path.basename(p) for p in (task.shard_path, task.stats_path) if p]
+    return files
 
 
 def clean_shard(task: CleanTask) -> CleanResult:
     started = time.perf_counter()
-    q, reasons, quarantined = _decide(task)
-    rows_in = len(q)
+    rows_in, reasons, quarantined, low_quality = _decide(task)
     plan = hashlib.sha256(
         json.dumps(
             [PLAN_FORMAT, task.shard_sha256, sorted(reasons.items()), sorted(quarantined.items())],
@@ -112,27 +148,31 @@ def clean_shard(task: CleanTask) -> CleanResult:
     ).hexdigest()
     state_dir = Path(task.state_dir)
     marker, records_path = marker_paths(state_dir, task.shard_name)
-    out = Path(task.out_path)
-    if marker.is_file() and records_path.is_file() and out.is_file():
+    outputs = _outputs(task)
+    if marker.is_file() and records_path.is_file() and all(p.is_file() for p in outputs):
         done = atomic.read_json(marker)
-        if done.get("plan") == plan and os.path.getsize(out) == done.get("size"):
+        if done.get("plan") == plan and sum(os.path.getsize(p) for p in outputs) == done.get("size"):
             result = CleanResult(**done)
             result.resumed = True
             return result
     tmp_dir = Path(task.tmp_dir)
     gone = sorted(set(reasons) | set(quarantined))
-    if not gone:
-        action = atomic.copy_or_link(Path(task.shard_path), out, tmp_dir)
-        sha = task.shard_sha256
+    if task.tar_path:
+        action = _write_tar_shard(task, gone, tmp_dir)
+    elif not gone:
+        assert task.shard_path is not None
+        action = atomic.copy_or_link(Path(task.shard_path), outputs[0], tmp_dir)
     else:
+        assert task.shard_path is not None
         keep = np.ones(rows_in, dtype=bool)
         keep[gone] = False
-        with atomic.atomic_path(out, tmp_dir) as tmp:
+        with atomic.atomic_path(outputs[0], tmp_dir) as tmp:
             written = pqfmt.rewrite(task.shard_path, tmp, keep)
             if written != int(keep.sum()):
                 raise RuntimeError(f"{task.shard_name}: wrote {written} rows, expected {int(keep.sum())}")
         action = "rewritten"
-        sha = pqfmt.file_sha256(str(out))
+    main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
+    sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir)
     by_signal: dict[str, int] = {}
     by_bank: dict[str, int] = {}
@@ -152,18 +192,57 @@ def clean_shard(task: CleanTask) -> CleanResult:
         rows_quarantined=len(quarantined),
         action=action,
         sha256=sha,
-        size=os.path.getsize(out),
+        size=sum(os.path.getsize(p) for p in outputs),
         by_signal=by_signal,
         by_bank=by_bank,
         quarantined_by_reason=by_reason,
         plan=plan,
         seconds=0.0,
+        images_low_quality=low_quality,
     )
     marker_data = asdict(result)
     marker_data["resumed"] = False
     atomic.write_json(marker, marker_data, tmp_dir)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
+    """Sample keys of the given rows: metadata rows by the key column, the rest from the tar's samples."""
+    samples = pq.read_table(Path(task.index_dir) / "samples.parquet")
+    by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
+    keys: set[str] = {by_row[r] for r in rows if r in by_row}
+    if task.shard_path and task.key_column:
+        wanted = set(rows)
+        start = 0
+        for col in pqfmt.iter_column(task.shard_path, task.key_column):
+            values = col.to_pylist()
+            keys.update(
+                str(values[r - start])
+                for r in wanted
+                if start <= r < start + len(values) and values[r - start] is not None
+            )
+            start += len(values)
+    return sorted(keys)
+
+
+def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:
+    """Tar without every member of the dropped samples; companions without their rows; stats adjusted."""
+    assert task.tar_path is not None
+    out = Path(task.out_path)
+    if not gone:
+        how = atomic.copy_or_link(Path(task.tar_path), out, tmp_dir)
+        for companion in (task.shard_path, task.stats_path):
+            if companion:
+                atomic.copy_or_link(Path(companion), out.parent / os.path.basename(companion), tmp_dir)
+        return how
+    drop = _keys_of_rows(task, gone)
+    with atomic.atomic_path(out, tmp_dir) as tmp:
+        wds.rewrite_tar(task.tar_path, tmp, drop)
+    shard = wds.TarShard(task.shard_name, task.tar_path, task.shard_path, task.stats_path)
+    if task.shard_path or task.stats_path:
+        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key")
+    return "rewritten"
 
 
 def _write_records(
@@ -174,8 +253,9 @@ def _write_records(
     path: Path,
     tmp_dir: Path,
 ) -> None:
-    urls: list[bytes | None] = []
-    if gone:
+    urls: list[bytes | None] = [None] * len(gone)
+    if gone and task.shard_path and task.url_column:
+        urls = []
         wanted = np.array(gone, dtype=np.int64)
         start = 0
         for col in pqfmt.iter_column(task.shard_path, task.url_column):
@@ -184,6 +264,7 @@ def _write_records(
             if hi > lo:
                 urls.extend(as_binary(col).take(pa.array(wanted[lo:hi] - start)).to_pylist())
             start += n
+        urls.extend([None] * (len(gone) - len(urls)))  # samples with no metadata row have no URL
     table = pa.table(
         {
             "row_key": pa.array(keyed_hash(urls, task.key), pa.binary(16)),

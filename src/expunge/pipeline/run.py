@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,16 @@ import pyarrow.parquet as pq
 from expunge import __version__, atomic
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
+from expunge.formats import Shard, discover
 from expunge.formats import parquet as pqfmt
-from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file
+from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file, fingerprint
+from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES, IMAGES_FILE
 from expunge.lists.bank import BankInfo, load_info
 from expunge.match.stage import BankRef, MatchTask
 from expunge.pipeline.clean import CleanResult, CleanTask, marker_paths, read_records
 from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
+from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
 STATE_DIR = ".expunge"
@@ -41,9 +44,12 @@ class Dataset:
     id: str
     root: str
     specs: list[str]
-    shards: list[pqfmt.Shard]
+    shards: list[Shard]
     columns: pqfmt.ColumnMap
     state: dict[str, Any] = field(default_factory=dict)  # shard name → fingerprint, rows, features
+    kind: str = "parquet"  # "parquet" | "webdataset"
+    dihedral: bool = False  # index the 8 PDQ orientations of every image
+    max_pixels: int = 178_956_970  # images larger than this are quarantined as decompression bombs
 
     @property
     def dir_name(self) -> str:
@@ -58,8 +64,14 @@ def open_dataset(
     key_column: str | None = None,
 ) -> Dataset:
     store.ensure()
-    root, shards = pqfmt.discover(specs)
-    columns = pqfmt.detect_columns(shards[0].path, url_column, caption_column, key_column)
+    root, shards, kind = discover(specs)
+    with_meta = next((s.path for s in shards if s.path), None)
+    if with_meta is None:
+        columns = pqfmt.ColumnMap(None, None, None)
+    else:
+        columns = pqfmt.detect_columns(
+            with_meta, url_column, caption_column, key_column, require_url=kind == "parquet"
+        )
     ds_id = dataset_id(root)
     path = store.dataset_dir(ds_id) / "dataset.json"
     state: dict[str, Any] = {}
@@ -67,7 +79,7 @@ def open_dataset(
         saved = atomic.read_json(path)
         if saved.get("columns", {}).get("url") == columns.url:
             state = saved.get("shards", {})
-    return Dataset(ds_id, root, list(specs), shards, columns, state)
+    return Dataset(ds_id, root, list(specs), shards, columns, state, kind)
 
 
 def _save_dataset(store: Store, ds: Dataset) -> None:
@@ -101,6 +113,7 @@ class Pipeline:
         self.executor = executor
         self.reporter = reporter or NullReporter()
         self.ledger: list[dict[str, Any]] = []
+        self.quality_floor = 50  # PDQ hashes below this quality are counted, never matched
 
     def _index_dir(self, ds: Dataset, shard: str) -> Path:
         return self.store.dataset_dir(ds.id) / "index" / Store.shard_id(shard)
@@ -113,61 +126,60 @@ class Pipeline:
     def index(self, ds: Dataset, banks: list[BankInfo]) -> StageReport:
         started = time.perf_counter()
         features = sorted({b.feature for b in banks})
+        if any(feature_is_image(f) for f in features):
+            # One decode yields every image feature: compute them together.
+            features = sorted(
+                set(features) | set(IMAGE_FEATURES) | ({DIHEDRAL_FEATURE} if ds.dihedral else set())
+            )
+        url_banks = [b.name for b in banks if not feature_is_image(b.feature)]
+        if url_banks and ds.columns.url is None:
+            raise ExpungeError(
+                f"URL lists ({', '.join(url_banks)}) need a URL column, and this dataset has none", ds.root
+            )
         tasks: list[IndexTask] = []
         for shard in ds.shards:
-            st = os.stat(shard.path)
+            size, mtime = fingerprint(shard.files)
             known = ds.state.get(shard.name)
             index_dir = self._index_dir(ds, shard.name)
             present = set(known.get("features", [])) if known else set()
             have_rows = known is not None and (index_dir / ROWS_FILE).is_file()
-            present = {f for f in present if (index_dir / feature_file(f)).is_file()}
-            same_stat = (
-                known is not None and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns
-            )
+            present = {f for f in present if (index_dir / _feature_path(f)).is_file()}
+            same_stat = known is not None and known["size"] == size and known["mtime_ns"] == mtime
             missing = tuple(f for f in features if f not in present)
+            if missing and any(feature_is_image(f) for f in missing):
+                missing = tuple(sorted(set(missing) | {f for f in features if feature_is_image(f)}))
             if same_stat and have_rows and not missing:
                 continue
+            base = IndexTask(
+                shard_name=shard.name,
+                shard_path=shard.path,
+                url_column=ds.columns.url,
+                index_dir=str(index_dir),
+                tmp_dir=str(self.store.tmp),
+                features=tuple(features),
+                rows_needed=True,
+                known_sha256=None,
+                tar_path=shard.tar,
+                key_column=ds.columns.key,
+                dihedral=ds.dihedral,
+                max_pixels=ds.max_pixels,
+            )
             if same_stat and have_rows:
-                tasks.append(
-                    IndexTask(
-                        shard.name,
-                        shard.path,
-                        ds.columns.url,
-                        str(index_dir),
-                        str(self.store.tmp),
-                        missing,
-                        False,
-                        None,
-                    )
-                )
+                tasks.append(replace(base, features=missing, rows_needed=False))
             elif known is not None and have_rows:
                 # Touched: if the bytes are unchanged only the fingerprint is refreshed.
+                every = tuple(sorted(present | set(features)))
                 tasks.append(
-                    IndexTask(
-                        shard.name,
-                        shard.path,
-                        ds.columns.url,
-                        str(index_dir),
-                        str(self.store.tmp),
-                        missing,
-                        False,
-                        known["sha256"],
-                        tuple(sorted(present | set(features))),
+                    replace(
+                        base,
+                        features=missing,
+                        rows_needed=False,
+                        known_sha256=known["sha256"],
+                        all_features=every,
                     )
                 )
             else:
-                tasks.append(
-                    IndexTask(
-                        shard.name,
-                        shard.path,
-                        ds.columns.url,
-                        str(index_dir),
-                        str(self.store.tmp),
-                        tuple(features),
-                        True,
-                        None,
-                    )
-                )
+                tasks.append(base)
         rows_done = 0
         with self.reporter.bar("index", len(tasks), "shards") as bar:
             for res in self.executor.map(_index_with_retry_on_change, tasks):
@@ -226,6 +238,8 @@ class Pipeline:
                     str(findings),
                     str(state),
                     refs,
+                    quality_floor=self.quality_floor,
+                    dihedral=ds.dihedral,
                 )
             )
         by_bank: dict[str, int] = {}
@@ -269,22 +283,30 @@ class Pipeline:
         refs = tuple(BankRef(b.name, b.version) for b in banks)
         signals = tuple(b.signal for b in banks)
         tasks = []
+        url_scope = any(not feature_is_image(b.feature) for b in banks)
+        image_scope = any(feature_is_image(b.feature) for b in banks)
         for shard in ds.shards:
             findings, _ = self._findings(ds, shard.name)
             tasks.append(
                 CleanTask(
-                    shard.name,
-                    shard.path,
-                    ds.state[shard.name]["sha256"],
-                    ds.columns.url,
-                    str(self._index_dir(ds, shard.name)),
-                    str(findings),
-                    refs,
-                    signals,
-                    str(out / shard.name),
-                    str(state_dir),
-                    str(tmp_dir),
-                    key,
+                    shard_name=shard.name,
+                    shard_path=shard.path,
+                    shard_sha256=ds.state[shard.name]["sha256"],
+                    url_column=ds.columns.url,
+                    index_dir=str(self._index_dir(ds, shard.name)),
+                    findings_path=str(findings),
+                    banks=refs,
+                    bank_signals=signals,
+                    out_path=str(out / shard.name),
+                    state_dir=str(state_dir),
+                    tmp_dir=str(tmp_dir),
+                    key=key,
+                    tar_path=shard.tar,
+                    stats_path=shard.stats,
+                    key_column=ds.columns.key,
+                    url_scope=url_scope,
+                    image_scope=image_scope,
+                    quality_floor=self.quality_floor,
                 )
             )
         results: dict[str, CleanResult] = {}
@@ -324,6 +346,11 @@ class Pipeline:
             self.store.tmp,
         )
         return path
+
+
+def _feature_path(feature: str) -> str:
+    """The index file that holds a feature (all image features live in one file)."""
+    return IMAGES_FILE if feature_is_image(feature) else feature_file(feature)
 
 
 def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
@@ -379,6 +406,7 @@ def _summary(ds: Dataset, banks: list[BankInfo], results: list[CleanResult]) -> 
         "removed_by_signal": by_signal,
         "removed_by_bank": by_bank,
         "quarantined_by_reason": by_reason,
+        "images_low_quality": sum(r.images_low_quality for r in results),
         "shards_copied": sum(r.action in ("copied", "linked") for r in results),
         "shards_rewritten": sum(r.action == "rewritten" for r in results),
         "banks": [b.public() for b in banks],
