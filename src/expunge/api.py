@@ -58,6 +58,9 @@ class Options:
     caption_column: str | None = None
     key_column: str | None = None
     reporter: Reporter | None = None
+    dihedral: bool = False  # also index and match the 7 other orientations of every image (PDQ)
+    quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
+    max_pixels: int = 178_956_970  # larger images are quarantined as decompression bombs
 
 
 class _Session:
@@ -66,11 +69,15 @@ class _Session:
         self.store = Store(opts.store).ensure()
         self.executor: Executor = make_executor(opts.executor, opts.workers)
         self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
+        self.pipeline.quality_floor = opts.quality_floor
         self._lock = self.store.lock()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:
         o = self.opts
-        return open_dataset(self.store, list(dataset), o.url_column, o.caption_column, o.key_column)
+        ds = open_dataset(self.store, list(dataset), o.url_column, o.caption_column, o.key_column)
+        ds.dihedral = o.dihedral
+        ds.max_pixels = o.max_pixels
+        return ds
 
     def __enter__(self) -> _Session:
         self._lock.__enter__()
@@ -94,10 +101,11 @@ def import_list(
     label: str | None = None,
     fmt: str = "auto",
     column: str | None = None,
+    threshold: int | None = None,
 ) -> ImportResult:
     s = Store(store)
     with s.lock():
-        return _import_list(s, Path(path), name, signal, recipe, source, label, fmt, column)
+        return _import_list(s, Path(path), name, signal, recipe, source, label, fmt, column, threshold)
 
 
 def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:

@@ -7,6 +7,7 @@ non-zero exit; never a traceback. Nothing printed here ever includes a flagged r
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,13 @@ CapColOpt = Annotated[
 KeyColOpt = Annotated[str | None, typer.Option("--key-column", help="Key column (default: detected).")]
 BankOpt = Annotated[list[str] | None, typer.Option("--bank", help="Use only this bank (repeatable).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DihedralOpt = Annotated[bool, typer.Option("--dihedral", help="Also match rotated/flipped copies (PDQ).")]
+QualityOpt = Annotated[
+    int, typer.Option("--quality-floor", help="PDQ hashes below this quality are not matched.")
+]
+PixelsOpt = Annotated[
+    int, typer.Option("--max-pixels", help="Larger images are quarantined (decompression bombs).")
+]
 DatasetArg = Annotated[list[str], typer.Argument(help="Parquet shards: a folder, a glob, or files.")]
 
 
@@ -51,8 +59,14 @@ def _opts(
     caption_column: str | None,
     key_column: str | None,
     quiet: bool,
+    dihedral: bool = False,
+    quality_floor: int = 50,
+    max_pixels: int = 178_956_970,
 ) -> api.Options:
     return api.Options(
+        dihedral=dihedral,
+        quality_floor=quality_floor,
+        max_pixels=max_pixels,
         store=store,
         executor=executor,
         workers=workers,
@@ -86,6 +100,9 @@ def lists_import(
     label: Annotated[str | None, typer.Option(help="Version label or date of this file.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto, plain, csv or pytx.")] = "auto",
     column: Annotated[str | None, typer.Option(help="CSV column holding the values.")] = None,
+    threshold: Annotated[
+        int | None, typer.Option(help="Hamming threshold for pdq lists (default 31).")
+    ] = None,
     store: StoreOpt = Path(api.DEFAULT_STORE),
 ) -> None:
     """Import a list as a new version of a bank; a malformed line refuses the whole file."""
@@ -162,10 +179,24 @@ def index_cmd(
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
+    dihedral: DihedralOpt = False,
+    quality_floor: QualityOpt = 50,
+    max_pixels: PixelsOpt = 178_956_970,
     quiet: QuietOpt = False,
 ) -> None:
     """Compute and store, once per shard, the digests that the banks' recipes need."""
-    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet)
+    opts = _opts(
+        store,
+        workers,
+        executor,
+        url_column,
+        caption_column,
+        key_column,
+        quiet,
+        dihedral,
+        quality_floor,
+        max_pixels,
+    )
     rep = api.index(dataset, banks=bank, opts=opts)
     out.print(
         f"indexed {rep.shards_run} of {rep.shards_total} shards ({rep.details['rows_read']:,} rows read) "
@@ -183,11 +214,25 @@ def match_cmd(
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
+    dihedral: DihedralOpt = False,
+    quality_floor: QualityOpt = 50,
+    max_pixels: PixelsOpt = 178_956_970,
     quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Match the stored index against the banks (only new bank values are matched on a rerun)."""
-    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet)
+    opts = _opts(
+        store,
+        workers,
+        executor,
+        url_column,
+        caption_column,
+        key_column,
+        quiet,
+        dihedral,
+        quality_floor,
+        max_pixels,
+    )
     res = api.match(dataset, banks=bank, opts=opts)
     if as_json:
         print(json.dumps(res["rows_matched_by_bank"], indent=2, sort_keys=True))
@@ -215,16 +260,77 @@ def clean_cmd(
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
+    dihedral: DihedralOpt = False,
+    quality_floor: QualityOpt = 50,
+    max_pixels: PixelsOpt = 178_956_970,
     quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Index, match and write the cleaned release: same shards, schema and row order, minus matches."""
-    opts = _opts(store, workers, executor, url_column, caption_column, key_column, quiet or as_json)
+    opts = _opts(
+        store,
+        workers,
+        executor,
+        url_column,
+        caption_column,
+        key_column,
+        quiet or as_json,
+        dihedral,
+        quality_floor,
+        max_pixels,
+    )
     summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
     print_summary(summary, out_dir)
+
+
+@app.command("hash")
+def hash_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Image files to hash.")],
+    signal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signal",
+            help="pdq, image_md5, image_sha1 or image_sha256 (repeatable; default pdq and image_md5).",
+        ),
+    ] = None,
+    dihedral: DihedralOpt = False,
+    max_pixels: PixelsOpt = 178_956_970,
+) -> None:
+    """Print threatexchange-format lines ('pdq HEX QUALITY', 'image_md5 HEX') that 'lists import' reads.
+
+    A list holds one signal type: pick one with --signal when the output is meant for 'lists import'.
+    """
+    from expunge.signals.images import hash_image, pdq_to_hex
+
+    wanted = signal or ["pdq", "image_md5"]
+    for name in wanted:
+        if name not in ("pdq", "image_md5", "image_sha1", "image_sha256"):
+            raise ExpungeError(f"unknown image signal {name!r} (pdq, image_md5, image_sha1, image_sha256)")
+    err = Console(stderr=True)
+    failed = 0
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ExpungeError(f"cannot read image ({exc.strerror})", path) from None
+        h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
+        for name in wanted:
+            if name == "pdq":
+                if h.pdq is None:
+                    err.print(f"{escape(str(path))}: no PDQ ({h.error})", highlight=False)
+                    failed += 1
+                    continue
+                print(f"pdq {pdq_to_hex(h.pdq)} {h.quality}")
+                for extra in h.dihedral:
+                    print(f"pdq {pdq_to_hex(extra)} {h.quality}")
+            else:
+                digest = {"image_md5": h.md5, "image_sha1": h.sha1, "image_sha256": h.sha256}[name]
+                print(f"{name} {digest.hex()}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("demo")
@@ -300,6 +406,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console | Non
 def main() -> None:
     """Entry point: user errors become one line on stderr, never a traceback."""
     err = Console(stderr=True)
+    # Pillow reports some decoder trouble through logging; images are counted and quarantined instead.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
