@@ -113,7 +113,8 @@ def generate_image_dataset(
                     statuses.append("failed_to_download")
                     row += 1
                 key = f"{s:05d}{row:04d}"
-                caption = f"a {COLOURS[g % len(COLOURS)]} {SUBJECTS[g % len(SUBJECTS)]} {SETTINGS[g % len(SETTINGS)]}"
+                colour, subject = COLOURS[g % len(COLOURS)], SUBJECTS[g % len(SUBJECTS)]
+                caption = f"a {colour} {subject} {SETTINGS[g % len(SETTINGS)]}"
                 if g in plant_at:
                     kind, data = plant_at[g]
                     out.flagged.add((name, row))

@@ -389,7 +389,8 @@ def test_public_never_contains_values(store: Store, tmp_path: Path) -> None:
     values = _digests("url_md5", "a", "b", "c")
     import_list(store, _hexlist(tmp_path / "pub.txt", values), signal="url_md5", source="partner-b")
     pub = load_info(store, "pub").public()
-    assert set(pub) == {"name", "signal", "recipe", "source", "version", "label", "count", "file_sha256", "threshold"}
+    fields = {"name", "signal", "recipe", "source", "version", "label", "count", "file_sha256", "threshold"}
+    assert set(pub) == fields
     assert (pub["name"], pub["signal"], pub["count"], pub["version"]) == ("pub", "url_md5", 3, 1)
     dumped = json.dumps(pub)
     for v in values:
