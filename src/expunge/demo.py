@@ -39,6 +39,18 @@ class DemoResult:
     missed: int  # synthetic flagged rows that were not removed (must be 0)
     extra: int  # rows removed that were not planted (must be 0)
     seconds: dict[str, float]
+    images: ImagePart | None = None
+
+
+@dataclass
+class ImagePart:
+    dataset: Path
+    lists: dict[str, Path]
+    release: Path
+    summary: dict[str, Any]
+    planted: int
+    missed: int
+    extra: int
 
 
 def run_demo(
@@ -48,6 +60,7 @@ def run_demo(
     flagged: int = 400,
     workers: int | None = None,
     reporter: Reporter | None = None,
+    images: int = 2_000,
 ) -> DemoResult:
     reporter = reporter or NullReporter()
     workdir = workdir.absolute()
@@ -81,21 +94,38 @@ def run_demo(
     t = time.perf_counter()
     opts = api.Options(store=store, workers=workers, reporter=reporter)
     release = workdir / "release"
-    summary = api.clean([str(ds.root)], release, opts=opts)
+    summary = api.clean([str(ds.root)], release, banks=list(DEMO_LISTS), opts=opts)
     times["clean"] = time.perf_counter() - t
 
     missed, extra = _check(ds, release)
-    return DemoResult(
-        workdir,
-        ds.root,
-        lists,
-        store,
-        release,
-        summary,
-        len({(f.shard, f.row) for f in ds.flagged}),
-        missed,
-        extra,
-        times,
+    planted = len({(f.shard, f.row) for f in ds.flagged})
+    result = DemoResult(workdir, ds.root, lists, store, release, summary, planted, missed, extra, times)
+    if images:
+        t = time.perf_counter()
+        result.images = _image_part(workdir, store, images, workers, reporter)
+        times["images"] = time.perf_counter() - t
+    return result
+
+
+def _image_part(
+    workdir: Path, store: Path, samples: int, workers: int | None, reporter: Reporter
+) -> ImagePart:
+    """img2dataset-style tar shards with planted exact, re-encoded, resized and cropped copies."""
+    import pyarrow.parquet as pq
+
+    from expunge.synth_images import generate_image_dataset, write_image_lists
+
+    ds = generate_image_dataset(workdir / "images", samples=samples, shards=4)
+    lists = write_image_lists(ds, workdir / "lists")
+    for name, source in (("pdq", "SYNTHETIC list E (PDQ)"), ("image_md5", "SYNTHETIC list F (image MD5)")):
+        api.import_list(lists[name], store=store, name=name, signal=name, source=source, label="synthetic")
+    release = workdir / "release-images"
+    opts = api.Options(store=store, workers=workers, reporter=reporter)
+    summary = api.clean([str(ds.root)], release, banks=["pdq", "image_md5"], opts=opts)
+    removed = pq.read_table(release / "removed.parquet").to_pylist()
+    got = {(r["shard"], r["row"]) for r in removed if r["action"] == "removed"}
+    return ImagePart(
+        ds.root, lists, release, summary, len(ds.flagged), len(ds.flagged - got), len(got - ds.flagged)
     )
 
 

@@ -340,6 +340,7 @@ def demo_cmd(
     ] = Path("expunge-demo"),
     rows: Annotated[int, typer.Option(help="Rows to synthesise.")] = 200_000,
     shards: Annotated[int, typer.Option(help="Parquet shards to spread them over.")] = 8,
+    images: Annotated[int, typer.Option(help="Images in the img2dataset-style part (0 to skip).")] = 2_000,
     workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -351,7 +352,7 @@ def demo_cmd(
         f"[bold]expunge demo[/]: {rows:,} synthetic rows over {shards} shards, four SYNTHETIC lists "
         "(hashes of ordinary generated rows; nothing harmful anywhere)"
     )
-    res = run_demo(workdir, rows=rows, shards=shards, workers=workers, reporter=reporter)
+    res = run_demo(workdir, rows=rows, shards=shards, workers=workers, reporter=reporter, images=images)
     print_summary(res.summary, res.release)
     verdict = "[green]OK[/]" if res.missed == 0 and res.extra == 0 else "[red]MISMATCH[/]"
     out.print(
@@ -369,9 +370,27 @@ def demo_cmd(
     where.add_row("release", f"{res.release}")
     where.add_row("summary", f"{res.release / 'summary.json'}")
     where.add_row("removed rows", f"{res.release / 'removed.parquet'}  (keyed hashes, shard, row, reasons)")
+    bad = res.missed or res.extra
+    if res.images is not None:
+        img = res.images
+        out.print(
+            f"\n[bold]image part[/]: img2dataset-style tar shards, {img.summary['rows_in']:,} rows, "
+            "listed images planted as exact, re-encoded, resized and cropped copies"
+        )
+        print_summary(img.summary, img.release)
+        ok = img.missed == 0 and img.extra == 0
+        bad = bad or not ok
+        by_md5 = img.summary["removed_by_signal"].get("image_md5", 0)
+        out.print(
+            f"{'[green]OK[/]' if ok else '[red]MISMATCH[/]'}: "
+            f"{img.planted - img.missed} of {img.planted} planted copies removed "
+            f"({by_md5} by MD5, the rest only by PDQ), {img.extra} removed that were not planted"
+        )
+        where.add_row("image dataset", str(img.dataset))
+        where.add_row("image release", str(img.release))
     where.add_row("time", ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items()))
     out.print(where)
-    if res.missed or res.extra:
+    if bad:
         raise typer.Exit(1)
 
 
