@@ -209,6 +209,7 @@ class LoadedBank:
     feature: str
     width: int
     values: SortedSet
+    threshold: int | None = None
 
 
 def prefix64(values: np.ndarray, width: int) -> np.ndarray:
@@ -237,7 +238,7 @@ def load_bank(store: Store, name: str, expect_version: int | None = None) -> Loa
             f"bank {name!r} changed during the run (version {info.version}, expected {expect_version})"
         )
     values = _load_cached(str(store.bank_dir(name)), info.version, info.width)
-    return LoadedBank(name, info.version, info.signal, info.feature, info.width, values)
+    return LoadedBank(name, info.version, info.signal, info.feature, info.width, values, info.threshold)
 
 
 def added_since(store: Store, name: str, since: int, width: int) -> np.ndarray:

@@ -1,42 +1,49 @@
 """Exact Hamming-radius matching of 256-bit perceptual hashes (PDQ) by multi-index hashing.
 
-Every pair ``(query, bank entry)`` within a Hamming distance ``t`` is found: no misses, no extras.
+``HammingIndex.search`` returns every pair ``(query, bank entry)`` within a Hamming distance ``t``:
+no misses, no extras, for any ``t`` from 0 to 256.
 
-Why multi-index hashing is exact (the pigeonhole argument)
-----------------------------------------------------------
-The 256 bits are cut into ``k`` disjoint chunks (by default sixteen 16-bit chunks), so the distance
-of a pair is the sum of its per-chunk distances: ``d = d_1 + ... + d_k``. Give chunk ``c`` a search
-radius ``r_c >= -1`` (``-1``: the chunk is not searched) such that ``sum(r_c + 1) >= t + 1``. If a
-pair had ``d_c >= r_c + 1`` in *every* chunk, then ``d >= sum(r_c + 1) > t``; so every pair with
-``d <= t`` has at least one chunk with ``d_c <= r_c``. Looking up, for each chunk, every key within
-radius ``r_c`` of the query's chunk value therefore reaches every true match at least once. With
-``t = k*r + a`` (``0 <= a < k``) the balanced choice is ``r + 1`` chunks... precisely: ``a + 1``
-chunks at radius ``r`` and ``k - a - 1`` at ``r - 1``, which sums to ``k*r + a + 1 = t + 1``; for
-sixteen chunks and ``t = 31`` that is radius 1 in every chunk (17 keys per chunk). The radii are
-chosen per search by a small dynamic programme over a cost model, under that same constraint, so any
-threshold (0 to 256) is exact. Candidates are then verified on their full 256 bits with a vectorised
-popcount, which removes every extra; a pair reached through several chunks is reported once.
-
-When the model says the lookups would cost more than comparing against the whole bank (large
-thresholds, tiny banks), the search falls back to blocked brute force, which is exact by definition.
+Why the lookup cannot miss a match (the pigeonhole argument)
+------------------------------------------------------------
+The 256 bits are cut into ``k`` disjoint chunks of ``b_c`` bits (for a million hashes, thirteen chunks
+of 19 or 20 bits). The distance of a pair is the sum of its per-chunk distances,
+``d = d_1 + ... + d_k``. Give chunk ``c`` a search radius ``r_c >= -1`` (``-1``: not searched) with
+``sum(r_c + 1) >= t + 1``. A pair with ``d_c >= r_c + 1`` in *every* chunk would have
+``d >= sum(r_c + 1) > t``; so every pair with ``d <= t`` has some chunk with ``d_c <= r_c``, and
+looking up, in every chunk, each key within radius ``r_c`` of the query's key reaches it. With
+``t = k*r + a`` (``0 <= a < k``) the classic choice is ``a + 1`` chunks at radius ``r`` and the other
+``k - a - 1`` at ``r - 1``, which sums to exactly ``t + 1`` (sixteen 16-bit chunks, ``t = 31``: radius 1
+everywhere, as faiss's ``IndexBinaryMultiHash`` with ``nflip = t // 16`` does). Here the radii are
+chosen per search by a small dynamic programme that minimises a cost model under that same
+constraint, so wider chunks get the larger radii. Every candidate is then verified on its full 256
+bits with a vectorised popcount, which removes every extra; a pair reached through several chunks is
+reported once. When the model says the lookups would cost more than comparing with the whole bank
+(large thresholds, tiny banks), the search uses blocked brute force, which is exact by definition.
 
 Why it is laid out this way
 ---------------------------
-* Each chunk has a direct-addressed bucket table (``starts``: ``2**bits + 1`` offsets into ``order``,
-  the bank indices sorted by that chunk's value), so one probe is two gathers from a 256 KiB table
-  that stays in cache, instead of a binary search over a million keys.
-* All work is numpy over batches of queries: probes are built as ``keys[:, None] ^ flips``, the
-  ragged bucket ranges are expanded with ``repeat`` + ``arange``, and candidates are verified with
-  ``np.bitwise_count`` on ``uint64`` words. Candidate arrays are processed in slices of bounded size,
-  so memory does not grow with the number of queries.
-* The bank is kept once as ``(n, 4) uint64`` (32 bytes a hash); each chunk adds ``n`` ``int32``
-  indices. For a million hashes that is ~32 MB + 16 * 4 MB + 16 * 256 KiB ≈ 100 MB.
+* Each chunk has a direct-addressed bucket table (``2**b + 1`` offsets into that chunk's ``order``,
+  the bank indices sorted by chunk value), so a probe is two adjacent gathers, not a binary search.
+* The chunk width grows with the bank (about ``log2(n)`` bits, so buckets hold about one entry):
+  fewer candidates per probe at the price of more probes; the layout is the one the cost model
+  prefers for PDQ's usual threshold of 31, capped so the tables stay about the size of the bank.
+* All work is numpy over batches of queries: probes are ``keys[:, None] ^ flips``, the ragged bucket
+  ranges are expanded with ``repeat`` + ``arange``, candidates are verified with ``np.bitwise_count``
+  on ``uint64`` words. Candidates are processed in slices of bounded size, so memory does not grow
+  with the number of queries. numpy releases the GIL in these loops, so batches run on threads.
+* The bank is held once as ``(n, 4) uint64``; each chunk adds ``n`` ``int32`` indices and its table.
+  For a million hashes: 32 MB + 13 * 4 MB + 44 MB of tables ≈ 128 MB.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import combinations, pairwise
+from typing import Literal
 
 import numpy as np
 
@@ -44,22 +51,29 @@ HASH_BYTES = 32
 HASH_BITS = 8 * HASH_BYTES
 _WORDS = HASH_BYTES // 8
 
-_CHUNK_BITS = 16  # 16 chunks of 16 bits: 65,536-entry bucket tables (~15 entries each per million)
-_QUERY_BATCH = 4096  # queries looked up together
-_SLICE = 1 << 19  # candidates verified together (bounds transient memory to ~50 MB)
-_BRUTE_BLOCK = 1 << 21  # query x bank pairs compared together in brute force
+PDQ_THRESHOLD = 31  # the usual PDQ match threshold; the chunk layout is tuned for it
 
-# Relative costs (measured, in arbitrary units per element) used to choose radii and brute force.
-_COST_PROBE = 3.0
-_COST_CANDIDATE = 4.0
-_COST_PAIR = 2.0
+_QUERY_BATCH = 4096  # queries per task
+_PROBE_CAP = 1 << 20  # probes built at once (bounds memory for very large radii)
+_SLICE = 1 << 19  # candidates verified at once (~40 MB of temporaries)
+_BRUTE_QUERIES, _BRUTE_BANK = 64, 4096  # brute-force block: 256k pairs, temporaries in L2
+
+# Cost model, in nanoseconds per element, measured with numpy 2 on one core.
+_COST_PROBE_SMALL = 8.0  # a probe whose bucket table fits in cache (<= 4 MiB)
+_COST_PROBE_LARGE = 20.0  # ... and one whose table does not
+_COST_CANDIDATE = 20.0  # expand, gather the bank row (a cache miss), verify
+_COST_PAIR = 3.5  # one query x bank pair in brute force (blocked, incl. result extraction)
+_MIN_BITS, _MAX_BITS = 8, 24
+_MIN_CHUNKS, _MAX_CHUNKS = -(-HASH_BITS // _MAX_BITS), HASH_BITS // _MIN_BITS  # 11, 32
+
+Method = Literal["auto", "index", "brute"]
 
 
 def as_words(values: np.ndarray) -> np.ndarray:
-    """Hashes as a C-contiguous ``(n, 4) uint64`` array (native byte order; a copy only if needed).
+    """Hashes as a C-contiguous ``(n, 4) uint64`` array (a view when the input allows it).
 
-    Accepts ``(n, 32) uint8`` or ``(n,)`` fixed-width ``S32`` / ``V32``. The bit order inside the words
-    does not matter: Hamming distance is a count of differing bits however they are grouped.
+    Accepts ``(n, 32) uint8`` or ``(n,)`` fixed-width ``S32`` / ``V32``. The grouping of bits into words
+    does not matter: a Hamming distance counts differing bits however they are grouped.
     """
     arr = np.asarray(values)
     if arr.dtype.kind in "SV" and arr.ndim == 1:
@@ -80,39 +94,79 @@ def as_words(values: np.ndarray) -> np.ndarray:
     return raw.view(np.uint64)
 
 
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Hamming distances of two equal-length ``(m, 4) uint64`` arrays, as ``int16``."""
-    x = np.bitwise_xor(a, b)
-    pc = np.bitwise_count(x, out=x)  # in place: counts fit in the same uint64 slots
-    d: np.ndarray = (pc[:, 0] + pc[:, 1] + pc[:, 2] + pc[:, 3]).astype(np.int16)
-    return d
-
-
-def _block_distances(q: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """All-pairs Hamming distances ``(len(q), len(b)) int16`` of two ``(m, 4) uint64`` arrays."""
-    out = np.zeros((len(q), len(b)), dtype=np.int16)
-    tmp = np.empty((len(q), len(b)), dtype=np.uint64)
-    cnt = np.empty((len(q), len(b)), dtype=np.uint8)
-    for w in range(_WORDS):
-        np.bitwise_xor(q[:, w, None], b[None, :, w], out=tmp)
-        np.bitwise_count(tmp, out=cnt)
-        out += cnt
-    return out
-
-
 def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """All-pairs Hamming distances, ``int16`` of shape ``(len(a), len(b))``: the brute-force reference.
 
-    Memory is ``len(a) * len(b) * 11`` bytes while it runs: meant for small inputs and for tests.
+    Deliberately plain (one XOR and popcount per word over the full broadcast), and about 11 bytes
+    per pair while it runs: meant for small inputs and for tests.
     """
-    return _block_distances(as_words(a), as_words(b))
+    qa, qb = as_words(a), as_words(b)
+    out = np.zeros((len(qa), len(qb)), dtype=np.int16)
+    for w in range(_WORDS):
+        out += np.bitwise_count(np.bitwise_xor(qa[:, w, None], qb[None, :, w]))
+    return out
 
 
-@lru_cache(maxsize=64)
+def _block_distances(q: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    """Distances ``(len(q), nb) int16`` of ``(m, 4) uint64`` queries to a transposed ``(4, nb)`` block.
+
+    Word-major bank rows make every pass contiguous; counts of three words fit in ``uint8`` (at most
+    192), so only the last addition is widened. With blocks of ~256k pairs the temporaries stay in
+    L2 cache: about 2 ns a pair.
+    """
+    shape = (len(q), bt.shape[1])
+    tmp = np.empty(shape, dtype=np.uint64)
+    acc = np.empty(shape, dtype=np.uint8)
+    cnt = np.empty(shape, dtype=np.uint8)
+    np.bitwise_xor(q[:, 0, None], bt[0][None, :], out=tmp)
+    np.bitwise_count(tmp, out=acc)
+    for w in range(1, _WORDS - 1):
+        np.bitwise_xor(q[:, w, None], bt[w][None, :], out=tmp)
+        np.bitwise_count(tmp, out=cnt)
+        acc += cnt
+    np.bitwise_xor(q[:, _WORDS - 1, None], bt[_WORDS - 1][None, :], out=tmp)
+    np.bitwise_count(tmp, out=cnt)
+    out = acc.astype(np.int16)
+    out += cnt
+    return out
+
+
+def _row_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact row-wise distances of two ``(m, 4) uint64`` arrays, ``int16``."""
+    pc = np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int16)
+    d: np.ndarray = pc.sum(axis=1, dtype=np.int16)
+    return d
+
+
+def _row_distances_mod256(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise distances modulo 256, ``uint32``: the fast filter.
+
+    The four per-word counts (uint8, each <= 64) are summed in one multiply of their ``uint32`` view:
+    ``v * 0x01010101`` holds ``c0 + c1 + c2 + c3`` in its top byte, with no carries from the lower
+    bytes (their partial sums are at most 192). The only wrap is a distance of 256, which reads 0; the
+    caller re-checks the few rows that pass with ``_row_distances``.
+    """
+    x = np.bitwise_xor(a, b, out=a)
+    pc = np.bitwise_count(x)  # uint8, (m, 4), C-contiguous
+    v = pc.view(np.uint32).reshape(len(pc))
+    v *= np.uint32(0x01010101)
+    v >>= np.uint32(24)
+    out: np.ndarray = v
+    return out
+
+
+@lru_cache(maxsize=128)
 def _flips(bits: int, radius: int) -> np.ndarray:
-    """Every ``bits``-bit value with at most ``radius`` bits set (XOR masks of a radius search)."""
-    values = np.arange(1 << bits, dtype=np.int64)
-    out = values[np.bitwise_count(values) <= radius]
+    """Every ``bits``-bit value with at most ``radius`` bits set (the XOR masks of a radius search)."""
+    radius = min(radius, bits)
+    if bits <= 20:
+        values = np.arange(1 << bits, dtype=np.int64)
+        out = values[np.bitwise_count(values) <= radius]
+    else:  # a 2**24 scan would be wasteful for the small radii used on wide chunks
+        masks = [
+            sum(1 << i for i in combo) for r in range(radius + 1) for combo in combinations(range(bits), r)
+        ]
+        out = np.sort(np.array(masks, dtype=np.int64))
     out.flags.writeable = False
     return out
 
@@ -122,231 +176,309 @@ def _ball(bits: int, radius: int) -> int:
     return sum(math.comb(bits, i) for i in range(min(radius, bits) + 1))
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    start: int  # first bit (0..255) in the (n, 4) uint64 words, little end first
+    bits: int
+
+    def keys(self, words: np.ndarray) -> np.ndarray:
+        """This chunk of each hash, as ``int64`` (a chunk may straddle two words)."""
+        w, off = divmod(self.start, 64)
+        k = words[:, w] >> np.uint64(off)
+        if off + self.bits > 64:
+            k |= words[:, w + 1] << np.uint64(64 - off)
+        k &= np.uint64((1 << self.bits) - 1)
+        return k.astype(np.int64)
+
+
+def _layout(k: int) -> list[_Chunk]:
+    """``k`` chunks covering the 256 bits, widths differing by at most one (wider ones first)."""
+    base, extra = divmod(HASH_BITS, k)
+    chunks: list[_Chunk] = []
+    start = 0
+    for c in range(k):
+        bits = base + (c < extra)
+        chunks.append(_Chunk(start, bits))
+        start += bits
+    return chunks
+
+
+def _probe_cost(bits: int) -> float:
+    return _COST_PROBE_SMALL if (4 << bits) <= (4 << 20) else _COST_PROBE_LARGE
+
+
+@lru_cache(maxsize=256)
+def _plan(widths: tuple[int, ...], n: int, threshold: int) -> tuple[tuple[int, ...], float] | None:
+    """Per-chunk radii with ``sum(r_c + 1) >= threshold + 1`` minimising the modelled cost per query.
+
+    Dynamic programme over the chunks: state ``j`` = ``min(sum(r_c + 1), threshold + 1)`` so far.
+    Returns ``None`` when no radii satisfy the constraint (``threshold`` beyond 255 + k).
+    """
+    need = threshold + 1
+    inf = math.inf
+    best = [0.0] + [inf] * need
+    back: list[list[tuple[int, int]]] = []  # per chunk, per state: (previous state, r_c + 1)
+    for bits in widths:
+        per_probe = _probe_cost(bits) + _COST_CANDIDATE * n / (1 << bits)
+        cost = [0.0] + [_ball(bits, r) * per_probe for r in range(bits + 1)]  # index r + 1
+        nxt = [inf] * (need + 1)
+        arg = [(0, 0)] * (need + 1)
+        for j, base in enumerate(best):
+            if base == inf:
+                continue
+            for rp1, c in enumerate(cost):
+                jj = min(need, j + rp1)
+                if base + c < nxt[jj]:
+                    nxt[jj], arg[jj] = base + c, (j, rp1)
+        back.append(arg)
+        best = nxt
+    if best[need] == inf:
+        return None
+    radii: list[int] = []
+    j = need
+    for arg in reversed(back):
+        j, rp1 = arg[j]
+        radii.append(rp1 - 1)
+    radii.reverse()
+    return tuple(radii), best[need]
+
+
+def _choose_layout(n: int) -> list[_Chunk]:
+    """The chunk layout with the cheapest modelled PDQ-threshold search, tables capped near ``n``."""
+    max_bits = min(_MAX_BITS, max(_MIN_BITS, math.ceil(math.log2(max(n, 2)))))
+    best: tuple[float, int] | None = None
+    for k in range(math.ceil(HASH_BITS / max_bits), HASH_BITS // _MIN_BITS + 1):
+        layout = _layout(k)
+        plan = _plan(tuple(c.bits for c in layout), n, PDQ_THRESHOLD)
+        if plan is not None and (best is None or plan[1] < best[0]):
+            best = (plan[1], k)
+    assert best is not None
+    return _layout(best[1])
+
+
+def _stable_argsort(keys: np.ndarray, bits: int) -> np.ndarray:
+    """Stable argsort of non-negative ``bits``-bit keys: bank indices ascend within a bucket.
+
+    numpy radix-sorts 16-bit keys in linear time (its stable sort of wider keys is a merge sort), so
+    wider keys are sorted as two 16-bit digits, least significant first.
+    """
+    if bits <= 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")
+    out: np.ndarray = low[high]
+    return out
+
+
+def _default_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _empty() -> Triple:
+    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int16)
+
+
 class HammingIndex:
     """All pairs within a Hamming threshold between query hashes and a bank of 256-bit hashes.
 
-    Built once per bank (duplicates allowed: each bank row is its own entry), searched many times.
+    Built once per bank (duplicates allowed: each bank row is its own entry), searched many times;
+    searches do not modify the index, so they may run concurrently.
     """
 
-    __slots__ = ("_chunk_bits", "_orders", "_starts", "_words")
+    __slots__ = ("_chunks", "_orders", "_starts", "_words")
 
     def __init__(
-        self, words: np.ndarray, chunk_bits: int, orders: list[np.ndarray], starts: list[np.ndarray]
+        self, words: np.ndarray, chunks: list[_Chunk], orders: list[np.ndarray], starts: list[np.ndarray]
     ) -> None:
         self._words = words
-        self._chunk_bits = chunk_bits
+        self._chunks = chunks
         self._orders = orders
         self._starts = starts
 
     @classmethod
-    def build(cls, values: np.ndarray) -> HammingIndex:
-        """Index ``values``: ``(n, 32) uint8`` or ``(n,)`` ``S32`` / ``V32`` hashes, in bank order."""
+    def build(cls, values: np.ndarray, *, chunks: int | None = None) -> HammingIndex:
+        """Index ``values``: ``(n, 32) uint8`` or ``(n,)`` ``S32`` / ``V32`` hashes, in bank order.
+
+        ``chunks`` (11 to 32) overrides the layout the cost model picks for the bank's size.
+        """
         words = np.array(as_words(values), dtype=np.uint64, order="C", copy=True)
         n = len(words)
-        bits = _CHUNK_BITS
-        per_word = 64 // bits
-        size = 1 << bits
+        if chunks is None:
+            layout = _choose_layout(n)
+        elif _MIN_CHUNKS <= chunks <= _MAX_CHUNKS:
+            layout = _layout(chunks)
+        else:
+            raise ValueError(f"chunks must be between {_MIN_CHUNKS} and {_MAX_CHUNKS}, got {chunks}")
         index_dtype = np.int32 if n < 2**31 else np.int64
         orders: list[np.ndarray] = []
         starts: list[np.ndarray] = []
-        for c in range(_WORDS * per_word):
-            keys = _chunk(words, c, bits).astype(np.uint16)
-            # Stable sort: bank indices ascend within a bucket (numpy radix-sorts 16-bit keys).
-            orders.append(np.argsort(keys, kind="stable").astype(index_dtype))
+        for chunk in layout:
+            keys = chunk.keys(words)
+            size = 1 << chunk.bits
+            orders.append(_stable_argsort(keys, chunk.bits).astype(index_dtype))
             st = np.zeros(size + 1, dtype=index_dtype)
             np.cumsum(np.bincount(keys, minlength=size), out=st[1:])
             starts.append(st)
-        return cls(words, bits, orders, starts)
+        return cls(words, layout, orders, starts)
 
     def __len__(self) -> int:
         return len(self._words)
 
     def nbytes(self) -> int:
-        """Bytes held by the index's arrays (the bank copy, the per-chunk orders and bucket tables)."""
+        """Bytes held by the index: the bank copy, each chunk's sorted indices and bucket table."""
         return int(
             self._words.nbytes + sum(o.nbytes for o in self._orders) + sum(s.nbytes for s in self._starts)
         )
 
-    # --------------------------------------------------------------------------------------------
-
-    def _plan(self, threshold: int) -> list[int] | None:
-        """Per-chunk radii minimising the modelled cost, or None when brute force is cheaper.
-
-        Dynamic programme over chunks: ``best[j]`` is the cheapest cost of the chunks seen so far
-        with ``sum(r_c + 1) == j`` (capped at ``threshold + 1``, which is what exactness needs).
-        """
-        n = len(self._words)
-        bits = self._chunk_bits
-        k = len(self._orders)
-        need = threshold + 1
-        per_bucket = n / (1 << bits)
-        cost_r = [0.0] + [
-            _ball(bits, r) * (_COST_PROBE + _COST_CANDIDATE * per_bucket) for r in range(bits + 1)
-        ]  # index r + 1; r = -1 (chunk not searched) costs nothing
-        inf = math.inf
-        best = [0.0] + [inf] * need
-        choice: list[list[int]] = []
-        for _ in range(k):
-            nxt = [inf] * (need + 1)
-            arg = [0] * (need + 1)
-            for j, base in enumerate(best):
-                if base == inf:
-                    continue
-                for rp1 in range(bits + 2):
-                    jj = min(need, j + rp1)
-                    cost = base + cost_r[rp1]
-                    if cost < nxt[jj]:
-                        nxt[jj], arg[jj] = cost, rp1
-            # Remember how each state was reached to recover the radii.
-            choice.append(arg)
-            best = nxt
-        if best[need] == inf:
-            return None  # threshold beyond what the chunks can cover (>= 256 with full radii)
-        if best[need] > _COST_PAIR * n:
-            return None
-        # Backtrack: recompute predecessor states (small: k * (need + 1)).
-        radii: list[int] = []
-        j = need
-        states = self._dp_states(cost_r, need, k)
-        for c in range(k - 1, -1, -1):
-            rp1 = choice[c][j]
-            radii.append(rp1 - 1)
-            j = states[c][j]
-        radii.reverse()
-        return radii
-
-    @staticmethod
-    def _dp_states(cost_r: list[float], need: int, k: int) -> list[list[int]]:
-        """Predecessor state per chunk and state, matching ``_plan``'s choices."""
-        inf = math.inf
-        best = [0.0] + [inf] * need
-        prev_all: list[list[int]] = []
-        for _ in range(k):
-            nxt = [inf] * (need + 1)
-            prev = [0] * (need + 1)
-            for j, base in enumerate(best):
-                if base == inf:
-                    continue
-                for rp1 in range(len(cost_r)):
-                    jj = min(need, j + rp1)
-                    cost = base + cost_r[rp1]
-                    if cost < nxt[jj]:
-                        nxt[jj], prev[jj] = cost, j
-            prev_all.append(prev)
-            best = nxt
-        return prev_all
-
-    def search(self, queries: np.ndarray, threshold: int = 31) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search(
+        self,
+        queries: np.ndarray,
+        threshold: int = PDQ_THRESHOLD,
+        *,
+        method: Method = "auto",
+        workers: int | None = None,
+    ) -> Triple:
         """Every pair within ``threshold`` bits: ``(query_index, bank_index, distance)``.
 
-        ``int64``, ``int64``, ``int16`` arrays sorted by ``(query, bank)``. Exact for every threshold.
+        ``int64``, ``int64``, ``int16`` arrays sorted by ``(query, bank)``; exact for every threshold.
+        ``method`` forces the chunk lookup (``"index"``) or brute force (``"brute"``) instead of the
+        cheaper by the cost model; ``workers`` threads (default: the usable CPUs, at most 8) share the
+        query batches.
         """
         threshold = int(threshold)
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
+        if method not in ("auto", "index", "brute"):
+            raise ValueError(f"method must be 'auto', 'index' or 'brute', got {method!r}")
         q = as_words(queries)
         n = len(self._words)
         if n == 0 or len(q) == 0:
             return _empty()
-        radii = self._plan(min(threshold, HASH_BITS))
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        if radii is None:
-            step = max(1, _BRUTE_BLOCK // n)
-            for s in range(0, len(q), step):
-                parts.append(self._brute(q[s : s + step], s, threshold))
+        threshold = min(threshold, HASH_BITS)
+        plan = _plan(tuple(c.bits for c in self._chunks), n, threshold)
+        use_index = plan is not None and (
+            method == "index" or (method == "auto" and plan[1] < _COST_PAIR * n)
+        )
+        if method == "index" and plan is None:  # pragma: no cover - the chunks cover 256 + k
+            raise AssertionError("no chunk radii cover this threshold")
+        if use_index:
+            assert plan is not None
+            radii = plan[0]
+            batch = _QUERY_BATCH
+            tasks = [(s, q[s : s + batch]) for s in range(0, len(q), batch)]
+
+            def run(task: tuple[int, np.ndarray]) -> Triple:
+                return self._lookup(task[1], task[0], threshold, radii)
+
         else:
-            for s in range(0, len(q), _QUERY_BATCH):
-                parts.append(self._lookup(q[s : s + _QUERY_BATCH], s, threshold, radii))
-        qi = np.concatenate([p[0] for p in parts])
-        bi = np.concatenate([p[1] for p in parts])
-        d = np.concatenate([p[2] for p in parts])
-        return qi, bi, d
+            batch = _BRUTE_QUERIES
+            tasks = [(s, q[s : s + batch]) for s in range(0, len(q), batch)]
 
-    def _brute(self, q: np.ndarray, offset: int, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Brute force for one batch of queries; results come out sorted by (query, bank)."""
-        n = len(self._words)
-        step = max(1, _BRUTE_BLOCK // max(1, len(q)))
+            def run(task: tuple[int, np.ndarray]) -> Triple:
+                return self._brute(task[1], task[0], threshold)
+
+        nworkers = min(len(tasks), workers if workers is not None else _default_workers())
+        if nworkers <= 1:
+            parts = [run(t) for t in tasks]
+        else:
+            with ThreadPoolExecutor(nworkers) as pool:
+                parts = list(pool.map(run, tasks))
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+        )
+
+    def _brute(self, q: np.ndarray, offset: int, threshold: int) -> Triple:
+        """Brute force for one batch of queries against the whole bank, block by block."""
         qs: list[np.ndarray] = []
         bs: list[np.ndarray] = []
         ds: list[np.ndarray] = []
-        for b0 in range(0, n, step):
-            d = _block_distances(q, self._words[b0 : b0 + step])
+        for b0 in range(0, len(self._words), _BRUTE_BANK):
+            bt = np.ascontiguousarray(self._words[b0 : b0 + _BRUTE_BANK].T)
+            d = _block_distances(q, bt)
             r, c = np.nonzero(d <= threshold)
-            qs.append(r)
-            bs.append(c + b0)
-            ds.append(d[r, c])
-        qi = np.concatenate(qs).astype(np.int64)
-        bi = np.concatenate(bs).astype(np.int64)
-        d = np.concatenate(ds)
-        order = np.lexsort((bi, qi))  # bank blocks interleave per query: restore (query, bank) order
-        return qi[order] + offset, bi[order], d[order]
+            if r.size:
+                qs.append(r)
+                bs.append(c + b0)
+                ds.append(d[r, c])
+        return _sorted_unique(qs, bs, ds, offset)
 
-    def _lookup(
-        self, q: np.ndarray, offset: int, threshold: int, radii: list[int]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Multi-index lookup for one batch of queries: probe, expand, verify, deduplicate, sort."""
-        bits = self._chunk_bits
+    def _lookup(self, q: np.ndarray, offset: int, threshold: int, radii: tuple[int, ...]) -> Triple:
+        """Multi-index lookup for one batch of queries: probe, expand, verify, then deduplicate."""
         words = self._words
+        qv = q.view(f"V{HASH_BYTES}").reshape(len(q))
         qs: list[np.ndarray] = []
         bs: list[np.ndarray] = []
         ds: list[np.ndarray] = []
-        for c, radius in enumerate(radii):
+        for chunk, radius, order, starts in zip(self._chunks, radii, self._orders, self._starts, strict=True):
             if radius < 0:
                 continue
-            flips = _flips(bits, radius)
+            flips = _flips(chunk.bits, radius)
             p = len(flips)
-            keys = _chunk(q, c, bits)
-            probes = (keys[:, None] ^ flips[None, :]).ravel()
-            st = self._starts[c]
-            lo = st[probes].astype(np.int64)
-            cnt = st[probes + 1] - lo
-            cum = np.cumsum(cnt)
-            total = int(cum[-1]) if len(cum) else 0
-            if total == 0:
-                continue
-            # Cut the probes into slices of about _SLICE candidates (whole probes per slice).
-            cuts = np.searchsorted(cum, np.arange(_SLICE, total, _SLICE), side="left")
-            bounds = [0, *np.unique(cuts + 1).tolist(), len(probes)]
-            order = self._orders[c]
-            for p0, p1 in zip(bounds[:-1], bounds[1:], strict=True):
-                if p1 <= p0:
+            keys = chunk.keys(q)
+            ends = starts[1:]
+            step = max(1, _PROBE_CAP // p)
+            for a0 in range(0, len(q), step):
+                a1 = min(len(q), a0 + step)
+                probes = keys[a0:a1, None] ^ flips[None, :]
+                lo = starts[probes].astype(np.int64)
+                cnt = ends[probes] - lo  # (queries, p): bucket sizes
+                per_query = cnt.sum(axis=1)
+                cum = np.cumsum(per_query)
+                total = int(cum[-1])
+                if total == 0:
                     continue
-                cs = cnt[p0:p1]
-                base = int(cum[p0 - 1]) if p0 else 0
-                m = int(cum[p1 - 1]) - base
-                if m == 0:
-                    continue
-                # Position of each candidate in `order`: bucket start + rank within its bucket.
-                first = cum[p0:p1] - cs - base  # where each probe's run begins in the slice
-                pos = np.arange(m, dtype=np.int64) + np.repeat(lo[p0:p1] - first, cs)
-                bank_idx = order[pos]
-                q_idx = np.repeat(np.arange(p0, p1, dtype=np.int64) // p, cs)
-                d = _distances(words[bank_idx], q[q_idx])
-                hit = np.flatnonzero(d <= threshold)
-                if hit.size:
-                    qs.append(q_idx[hit])
-                    bs.append(bank_idx[hit].astype(np.int64))
-                    ds.append(d[hit])
-        if not qs:
-            return _empty()
-        qi = np.concatenate(qs)
-        bi = np.concatenate(bs)
-        d = np.concatenate(ds)
-        srt = np.lexsort((bi, qi))
-        qi, bi, d = qi[srt], bi[srt], d[srt]
-        # A pair reached through several chunks appears once per chunk: keep the first.
-        keep = np.ones(len(qi), dtype=bool)
-        keep[1:] = (qi[1:] != qi[:-1]) | (bi[1:] != bi[:-1])
-        return qi[keep] + offset, bi[keep], d[keep]
+                # Slices of whole queries with about _SLICE candidates each.
+                cuts = np.searchsorted(cum, np.arange(_SLICE, total, _SLICE), side="left") + 1
+                bounds = [0, *np.unique(cuts).tolist(), a1 - a0]
+                for s0, s1 in pairwise(bounds):
+                    if s1 <= s0:
+                        continue
+                    base = int(cum[s0 - 1]) if s0 else 0
+                    m = int(cum[s1 - 1]) - base
+                    if m == 0:
+                        continue
+                    c_flat = cnt[s0:s1].ravel()
+                    lo_flat = lo[s0:s1].ravel()
+                    # Candidate positions in `order`: each run starts at its bucket's start.
+                    run_start = np.cumsum(c_flat) - c_flat
+                    pos = np.repeat(lo_flat - run_start, c_flat)
+                    pos += np.arange(m, dtype=np.int64)
+                    bank_idx = order[pos]
+                    rows = np.take(words, bank_idx, axis=0)
+                    qrows = np.repeat(qv[a0 + s0 : a0 + s1], per_query[s0:s1])
+                    qrows64 = qrows.view(np.uint64).reshape(m, _WORDS)
+                    d = _row_distances_mod256(rows, qrows64)
+                    hit = np.flatnonzero(d <= threshold)
+                    if hit.size == 0:
+                        continue
+                    exact = _row_distances(words[bank_idx[hit]], qrows64[hit])
+                    ok = exact <= threshold
+                    hit = hit[ok]
+                    local = np.searchsorted(cum[s0:s1] - base, hit, side="right")
+                    qs.append(local + a0 + s0)
+                    bs.append(bank_idx[hit])
+                    ds.append(exact[ok])
+        return _sorted_unique(qs, bs, ds, offset)
 
 
-def _chunk(words: np.ndarray, c: int, bits: int) -> np.ndarray:
-    """Chunk ``c`` (``bits`` wide; chunks never straddle a word) of each hash, as ``int64``."""
-    per_word = 64 // bits
-    w, j = divmod(c, per_word)
-    shifted = words[:, w] >> np.uint64(j * bits)
-    return (shifted & np.uint64((1 << bits) - 1)).astype(np.int64)
-
-
-def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int16)
+def _sorted_unique(qs: list[np.ndarray], bs: list[np.ndarray], ds: list[np.ndarray], offset: int) -> Triple:
+    """Concatenate hit lists, sort by (query, bank), drop repeats (one pair found via two chunks)."""
+    if not qs:
+        return _empty()
+    qi = np.concatenate(qs).astype(np.int64)
+    bi = np.concatenate(bs).astype(np.int64)
+    d = np.concatenate(ds).astype(np.int16)
+    srt = np.lexsort((bi, qi))
+    qi, bi, d = qi[srt], bi[srt], d[srt]
+    keep = np.ones(len(qi), dtype=bool)
+    keep[1:] = (qi[1:] != qi[:-1]) | (bi[1:] != bi[:-1])
+    return qi[keep] + offset, bi[keep], d[keep]
