@@ -43,7 +43,8 @@ def _haystacks(root: Path) -> dict[str, str]:
 
 def test_demo_runs_and_contains_flagged_content(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "expunge.cli", "demo", "--rows", "20000", "--shards", "4", "--images", "300", "--dir", "d"],
+        [sys.executable, "-m", "expunge.cli", "demo", "--rows", "20000", "--shards", "4", "--images", "300",
+         "--dir", "d"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
