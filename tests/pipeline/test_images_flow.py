@@ -178,3 +178,29 @@ def test_image_clean_opens_no_socket_and_leaks_no_image_bytes(image_ds: SynthIma
     for root in (tmp_path / "o", tmp_path / ".expunge"):
         blobs += [p.read_bytes() for p in root.rglob("*") if p.is_file()]
     assert not [b for b in flagged_bytes if any(b in blob for blob in blobs)]
+
+
+def test_quarantined_images_are_named_by_shard_and_key(image_ds: SynthImages, tmp_path: Path) -> None:
+    _clean(image_ds, tmp_path)
+    records = pq.read_table(tmp_path / "out" / "removed.parquet").to_pylist()
+    bad = [r for r in records if r["action"] == "quarantined"]
+    assert len(bad) == len(image_ds.bad)
+    for r in bad:
+        meta = pq.read_table(image_ds.root / r["shard"].replace(".tar", ".parquet"))
+        assert r["key"] == meta.column("key")[r["row"]].as_py()
+        assert r["reasons"][0].startswith("quarantine:") and r["reasons"][0].endswith("_image")
+
+
+def test_a_truncated_tar_is_one_line_naming_shard_and_offset(image_ds: SynthImages, tmp_path: Path) -> None:
+    tar = image_ds.root / "00001.tar"
+    data = tar.read_bytes()
+    tar.write_bytes(data[: len(data) // 2 + 77])
+    proc = subprocess.run(
+        [sys.executable, "-m", "expunge.cli", "clean", str(image_ds.root), "--out", "o", "-q",
+         "--list", f"{image_ds.lists['pdq']}:pdq"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "00001.tar" in lines[0] and "offset" in lines[0]

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,7 @@ RECORD_SCHEMA = pa.schema(
         ("row_key", pa.binary(16)),
         ("shard", pa.string()),
         ("row", pa.int64()),
+        ("key", pa.string()),  # the dataset's own sample key (SAMPLE_ID / img2dataset key), never content
         ("action", pa.string()),
         ("reasons", pa.list_(pa.string())),
     ]
@@ -213,16 +215,7 @@ def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
     by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
     keys: set[str] = {by_row[r] for r in rows if r in by_row}
     if task.shard_path and task.key_column:
-        wanted = set(rows)
-        start = 0
-        for col in pqfmt.iter_column(task.shard_path, task.key_column):
-            values = col.to_pylist()
-            keys.update(
-                str(values[r - start])
-                for r in wanted
-                if start <= r < start + len(values) and values[r - start] is not None
-            )
-            start += len(values)
+        keys.update(str(k) for k in _values_at(task.shard_path, task.key_column, rows) if k is not None)
     return sorted(keys)
 
 
@@ -254,22 +247,21 @@ def _write_records(
     tmp_dir: Path,
 ) -> None:
     urls: list[bytes | None] = [None] * len(gone)
+    keys: list[str | None] = [None] * len(gone)
     if gone and task.shard_path and task.url_column:
-        urls = []
-        wanted = np.array(gone, dtype=np.int64)
-        start = 0
-        for col in pqfmt.iter_column(task.shard_path, task.url_column):
-            n = len(col)
-            lo, hi = np.searchsorted(wanted, [start, start + n])
-            if hi > lo:
-                urls.extend(as_binary(col).take(pa.array(wanted[lo:hi] - start)).to_pylist())
-            start += n
-        urls.extend([None] * (len(gone) - len(urls)))  # samples with no metadata row have no URL
+        urls = _values_at(task.shard_path, task.url_column, gone, binary=True)
+    if gone and task.shard_path and task.key_column:
+        keys = [None if k is None else str(k) for k in _values_at(task.shard_path, task.key_column, gone)]
+    if gone and task.tar_path:  # samples with no metadata row are named by their tar key
+        samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
+        by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
+        keys = [k if k is not None else by_row.get(r) for k, r in zip(keys, gone, strict=True)]
     table = pa.table(
         {
             "row_key": pa.array(keyed_hash(urls, task.key), pa.binary(16)),
             "shard": pa.array([task.shard_name] * len(gone), pa.string()),
             "row": pa.array(gone, pa.int64()),
+            "key": pa.array(keys, pa.string()),
             "action": pa.array(["removed" if r in reasons else "quarantined" for r in gone], pa.string()),
             "reasons": pa.array(
                 [sorted(reasons[r]) if r in reasons else [f"quarantine:{quarantined[r]}"] for r in gone],
@@ -280,6 +272,22 @@ def _write_records(
     )
     with atomic.atomic_path(path, tmp_dir) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def _values_at(path: str, column: str, rows: list[int], *, binary: bool = False) -> list[Any]:
+    """Values of one column at sorted row indices, streaming; rows past the metadata's end give None."""
+    out: list[Any] = []
+    wanted = np.array(rows, dtype=np.int64)
+    start = 0
+    for col in pqfmt.iter_column(path, column):
+        n = len(col)
+        lo, hi = np.searchsorted(wanted, [start, start + n])
+        if hi > lo:
+            arr = as_binary(col) if binary else col
+            out.extend(arr.take(pa.array(wanted[lo:hi] - start)).to_pylist())
+        start += n
+    out.extend([None] * (len(rows) - len(out)))
+    return out
 
 
 def read_records(path: Path) -> pa.Table:
