@@ -181,18 +181,23 @@ class Pipeline:
             else:
                 tasks.append(base)
         rows_done = 0
-        with self.reporter.bar("index", len(tasks), "shards") as bar:
+        hashing = any(feature_is_image(f) for t in tasks for f in (t.features or t.all_features))
+        images_done = 0
+        # Image hashing is the slow part of image datasets: show images and images/s, not shards.
+        total = None if hashing else len(tasks)
+        with self.reporter.bar("index", total, "images" if hashing else "shards") as bar:
             for res in self.executor.map(_index_with_retry_on_change, tasks):
                 self._record_index(ds, res, features)
                 rows_done += max(res.rows, 0)
-                bar.advance(1)
+                images_done += res.images
+                bar.advance(res.images if hashing else 1)
         _save_dataset(self.store, ds)
         report = StageReport(
             "index",
             len(ds.shards),
             len(tasks),
             time.perf_counter() - started,
-            {"rows_read": rows_done, "features": features},
+            {"rows_read": rows_done, "images_hashed": images_done, "features": features},
         )
         self.ledger.append(asdict(report))
         return report
@@ -213,9 +218,13 @@ class Pipeline:
                 "features": sorted(set(res.features)),
                 "quarantined": res.quarantined,
             }
+            if res.images or res.image_errors:
+                ds.state[res.shard_name].update({"images": res.images, "image_errors": res.image_errors})
             return
         assert known is not None
         known.update({"size": res.size, "mtime_ns": res.mtime_ns})
+        if res.images or res.image_errors:
+            known.update({"images": res.images, "image_errors": res.image_errors})
         known["features"] = sorted(set(known.get("features", [])) | set(res.features))
         if res.rows >= 0 and res.rows != known["rows"]:
             raise ExpungeError("shard changed while it was being indexed; run again", res.shard_name)
