@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
+from expunge.formats import Shard, iter_images, sample_keys
 from expunge.formats import parquet as pqfmt
-from expunge.formats import webdataset as wds
 from expunge.signals import feature_is_image, feature_width
 from expunge.signals.features import QUARANTINE_REASONS, UrlBatch
 
@@ -45,6 +45,7 @@ class IndexTask:
     known_sha256: str | None  # when set and the content still hashes to it, nothing is recomputed
     all_features: tuple[str, ...] = ()  # what to compute if the content turns out to have changed
     tar_path: str | None = None  # webdataset / img2dataset image tar
+    folder_path: str | None = None  # plain image folder
     key_column: str | None = None  # links tar samples to metadata rows
     dihedral: bool = False
     max_pixels: int = 178_956_970
@@ -80,13 +81,9 @@ def content_sha256(paths: list[str]) -> str:
     return hashlib.sha256(":".join(digests).encode()).hexdigest()
 
 
-def shard_files(shard_path: str | None, tar_path: str | None) -> list[str]:
-    return [p for p in (tar_path, shard_path) if p]
-
-
 def index_shard(task: IndexTask) -> IndexResult:
     started = time.perf_counter()
-    files = shard_files(task.shard_path, task.tar_path)
+    files = Shard(task.shard_name, task.shard_path, task.tar_path, folder=task.folder_path).files
     size, mtime = fingerprint(files)
     sha = content_sha256(files)
     features, rows_needed = task.features, task.rows_needed
@@ -102,7 +99,8 @@ def index_shard(task: IndexTask) -> IndexResult:
     image_features = tuple(f for f in features if feature_is_image(f))
     result = IndexResult(task.shard_name, size, mtime, sha, -1, list(features))
     orphans = 0
-    if rows_needed and task.tar_path:
+    has_images = bool(task.tar_path or task.folder_path)
+    if rows_needed and has_images:
         orphans = _index_samples(task, out_dir, tmp_dir)
         result.orphans = orphans
     if rows_needed or url_features:
@@ -117,8 +115,8 @@ def index_shard(task: IndexTask) -> IndexResult:
             }
             result.rows = len(q)
     if image_features:
-        if not task.tar_path:
-            raise ExpungeError("image lists need image shards (tar) beside the metadata", task.shard_path)
+        if not has_images:
+            raise ExpungeError("image lists need images (tar shards or image folders)", task.shard_path)
         samples = pq.read_table(out_dir / SAMPLES_FILE)
         row_of_key = dict(
             zip(samples.column("key").to_pylist(), samples.column("row").to_pylist(), strict=True)
@@ -126,8 +124,9 @@ def index_shard(task: IndexTask) -> IndexResult:
         from expunge.index.images import IMAGES_FILE, index_images  # Pillow/PDQ only when images are indexed
 
         with atomic.atomic_path(out_dir / IMAGES_FILE, tmp_dir) as tmp:
+            images = iter_images(task.tar_path, task.folder_path)
             n, errors, _ = index_images(
-                task.tar_path, tmp, row_of_key, dihedral=task.dihedral, max_pixels=task.max_pixels
+                images, tmp, row_of_key, dihedral=task.dihedral, max_pixels=task.max_pixels
             )
         result.images = n
         result.image_errors = errors
@@ -137,8 +136,7 @@ def index_shard(task: IndexTask) -> IndexResult:
 
 def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
     """Sample keys of the tar in order, with the metadata row each belongs to; returns orphan count."""
-    assert task.tar_path is not None
-    keys = wds.sample_keys(task.tar_path)
+    keys = sample_keys(task.tar_path, task.folder_path)
     if task.shard_path and task.key_column:
         meta_keys: list[str | None] = []
         for col in pqfmt.iter_column(task.shard_path, task.key_column):
@@ -178,8 +176,9 @@ def _index_urls(
     task: IndexTask, out_dir: Path, tmp_dir: Path, features: tuple[str, ...], rows_needed: bool
 ) -> tuple[np.ndarray, int]:
     """Stream the URL column once: quarantine codes and every URL feature asked for."""
-    if not task.shard_path:  # a tar on its own: rows are its samples, all checkable by image
-        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if task.tar_path else 0
+    if not task.shard_path:  # images on their own: rows are the samples, all checkable by image
+        has_images = task.tar_path or task.folder_path
+        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if has_images else 0
         return np.zeros(n, dtype=np.uint8), n
     if task.url_column is None:
         if features:

@@ -8,15 +8,13 @@ Digests are always computed, even for images that do not decode: an exact-bytes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from expunge.formats import webdataset as wds
 
 if TYPE_CHECKING:
     from expunge.signals.images import ImageHashes
@@ -63,7 +61,7 @@ def _table(hashes: list[ImageHashes], samples: list[int], keys: list[str], rows:
 
 
 def index_images(
-    tar_path: str,
+    images: Iterator[tuple[int, str, bytes]],
     out: Path,
     row_of_key: dict[str, int] | None,
     *,
@@ -89,7 +87,7 @@ def index_images(
         samples: list[int] = []
         keys: list[str] = []
         rows: list[int] = []
-        for sample, key, data in wds.iter_images(tar_path):
+        for sample, key, data in images:
             h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
             if h.error:
                 errors[h.error] = errors.get(h.error, 0) + 1

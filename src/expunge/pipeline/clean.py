@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
+from expunge.formats.imagefolder import is_image_file, write_folder
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
 from expunge.signals.digest import as_binary
@@ -58,6 +59,7 @@ class CleanTask:
     key: bytes
     tar_path: str | None = None
     stats_path: str | None = None
+    folder_path: str | None = None  # plain image folder; out_path is then the shard's output folder
     key_column: str | None = None
     url_scope: bool = True  # URL lists in use: rows whose URL cannot be checked are quarantined
     image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
@@ -130,9 +132,16 @@ def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str],
     return len(q), reasons, quarantined, low_quality
 
 
-def _outputs(task: CleanTask) -> list[Path]:
+def _outputs(task: CleanTask, drop: set[str]) -> list[Path]:
     """Every file this shard puts in the release."""
     out = Path(task.out_path)
+    if task.folder_path:
+        names = sorted(
+            f
+            for f in os.listdir(task.folder_path)
+            if not f.startswith(".") and f not in drop and os.path.isfile(os.path.join(task.folder_path, f))
+        )
+        return [out / f for f in names]
     files = [out]
     if task.tar_path:
         files += [out.parent / os.path.basename(p) for p in (task.shard_path, task.stats_path) if p]
@@ -150,7 +159,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
     ).hexdigest()
     state_dir = Path(task.state_dir)
     marker, records_path = marker_paths(state_dir, task.shard_name)
-    outputs = _outputs(task)
+    gone = sorted(set(reasons) | set(quarantined))
+    drop = set(_keys_of_rows(task, gone)) if task.folder_path and gone else set()
+    outputs = _outputs(task, drop)
     if marker.is_file() and records_path.is_file() and all(p.is_file() for p in outputs):
         done = atomic.read_json(marker)
         if done.get("plan") == plan and sum(os.path.getsize(p) for p in outputs) == done.get("size"):
@@ -158,9 +169,10 @@ def clean_shard(task: CleanTask) -> CleanResult:
             result.resumed = True
             return result
     tmp_dir = Path(task.tmp_dir)
-    gone = sorted(set(reasons) | set(quarantined))
     if task.tar_path:
         action = _write_tar_shard(task, gone, tmp_dir)
+    elif task.folder_path:
+        action = _write_folder_shard(task, gone, drop, rows_in, tmp_dir)
     elif not gone:
         assert task.shard_path is not None
         action = atomic.copy_or_link(Path(task.shard_path), outputs[0], tmp_dir)
@@ -173,7 +185,12 @@ def clean_shard(task: CleanTask) -> CleanResult:
             if written != int(keep.sum()):
                 raise RuntimeError(f"{task.shard_name}: wrote {written} rows, expected {int(keep.sum())}")
         action = "rewritten"
-    main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
+    if task.folder_path:
+        main_files = [str(p) for p in outputs if is_image_file(p.name)] + [
+            str(p) for p in outputs if task.shard_path and p.name == os.path.basename(task.shard_path)
+        ]
+    else:
+        main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
     sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir)
     by_signal: dict[str, int] = {}
@@ -217,6 +234,25 @@ def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
     if task.shard_path and task.key_column:
         keys.update(str(k) for k in _values_at(task.shard_path, task.key_column, rows) if k is not None)
     return sorted(keys)
+
+
+def _write_folder_shard(task: CleanTask, gone: list[int], drop: set[str], rows_in: int, tmp_dir: Path) -> str:
+    """The folder without the dropped images; its metadata parquet without their rows."""
+    assert task.folder_path is not None
+    out = Path(task.out_path)
+    meta = os.path.basename(task.shard_path) if task.shard_path else None
+    write_folder(task.folder_path, out, drop, tmp_dir, skip={meta} if meta else set())
+    if task.shard_path and meta:
+        n_meta = pqfmt.num_rows(task.shard_path)
+        meta_gone = [r for r in gone if r < n_meta]
+        if meta_gone:
+            keep = np.ones(n_meta, dtype=bool)
+            keep[meta_gone] = False
+            with atomic.atomic_path(out / meta, tmp_dir) as tmp:
+                pqfmt.rewrite(task.shard_path, tmp, keep)
+        else:
+            atomic.copy_or_link(Path(task.shard_path), out / meta, tmp_dir)
+    return "rewritten" if gone else "copied"
 
 
 def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from expunge import __version__, atomic
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
-from expunge.formats import Shard, discover
+from expunge.formats import Shard, discover, imagefolder
 from expunge.formats import parquet as pqfmt
 from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file, fingerprint
 from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES, IMAGES_FILE
@@ -69,6 +69,15 @@ def open_dataset(
     if with_meta is None:
         columns = pqfmt.ColumnMap(None, None, None)
     else:
+        if kind == "imagefolder" and key_column is None:
+            # A folder's metadata names its files: that column is what links rows to images.
+            names = pqfmt.open_file(with_meta).schema_arrow.names
+            key_column = next((c for c in imagefolder.FILE_COLUMNS if c in names), None)
+            if key_column is None:
+                wanted = ", ".join(imagefolder.FILE_COLUMNS)
+                raise ExpungeError(
+                    f"metadata beside images needs a column naming files ({wanted})", with_meta
+                )
         columns = pqfmt.detect_columns(
             with_meta, url_column, caption_column, key_column, require_url=kind == "parquet"
         )
@@ -160,6 +169,7 @@ class Pipeline:
                 rows_needed=True,
                 known_sha256=None,
                 tar_path=shard.tar,
+                folder_path=shard.folder,
                 key_column=ds.columns.key,
                 dihedral=ds.dihedral,
                 max_pixels=ds.max_pixels,
@@ -312,6 +322,7 @@ class Pipeline:
                     key=key,
                     tar_path=shard.tar,
                     stats_path=shard.stats,
+                    folder_path=shard.folder,
                     key_column=ds.columns.key,
                     url_scope=url_scope,
                     image_scope=image_scope,
