@@ -8,7 +8,6 @@ the largest row group, never by the shard or dataset size.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge.errors import ExpungeError
+from expunge.formats.paths import walk
 
 URL_COLUMNS = ("url", "URL", "image_url", "img_url", "link", "URL_")
 CAPTION_COLUMNS = ("caption", "TEXT", "text", "alt", "title", "CAPTION")
@@ -46,24 +46,7 @@ def _is_shard(path: str) -> bool:
 
 def discover(specs: Sequence[str]) -> tuple[str, list[Shard]]:
     """Resolve directories, globs and files into an ordered shard list and their common root."""
-    paths: list[str] = []
-    for spec in specs:
-        spec = spec.removeprefix("file://")
-        if os.path.isdir(spec):
-            for dirpath, dirnames, filenames in os.walk(spec):
-                # Hidden and underscore folders hold tool state (.expunge, Spark's _temporary), not shards.
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-                paths.extend(os.path.join(dirpath, f) for f in filenames if _is_shard(f))
-        elif any(ch in spec for ch in "*?["):
-            paths.extend(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-        elif os.path.isfile(spec):
-            paths.append(spec)
-        else:
-            raise ExpungeError("dataset path not found (expected a directory, glob or parquet file)", spec)
-    absolute = sorted({os.path.abspath(p) for p in paths})
-    if not absolute:
-        raise ExpungeError("no parquet shards found", ", ".join(specs))
-    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    root, absolute = walk(specs, lambda f: _is_shard(os.path.basename(f)), "parquet")
     shards = [Shard(os.path.relpath(p, root).replace(os.sep, "/"), p) for p in absolute]
     return root, shards
 
@@ -120,16 +103,24 @@ def iter_column(path: str, column: str) -> Iterator[pa.Array]:
     start = 0
     for i in range(md.num_row_groups):
         n = md.row_group(i).num_rows
-        try:
-            table = pf.read_row_group(i, columns=[column])
-        except (pa.ArrowException, OSError) as exc:
-            raise ExpungeError(
-                f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
-                path,
-                f"rows {start}-{start + n - 1}",
-            ) from None
+        table = read_row_group(pf, path, i, start, [column])
         yield table.column(0).combine_chunks()
         start += n
+
+
+def read_row_group(
+    pf: pq.ParquetFile, path: str, i: int, start: int, columns: list[str] | None = None
+) -> pa.Table:
+    """One row group, with corruption reported as the file and the row range it spans."""
+    try:
+        return pf.read_row_group(i, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        n = pf.metadata.row_group(i).num_rows
+        raise ExpungeError(
+            f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
+            path,
+            f"rows {start}-{start + n - 1}",
+        ) from None
 
 
 def num_rows(path: str) -> int:
@@ -215,14 +206,7 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
         for i in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(i).num_rows
             mask = keep[start : start + n]
-            try:
-                table = pf.read_row_group(i)
-            except (pa.ArrowException, OSError) as exc:
-                raise ExpungeError(
-                    f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
-                    src,
-                    f"rows {start}-{start + n - 1}",
-                ) from None
+            table = read_row_group(pf, src, i, start)
             start += n
             if not mask.all():
                 table = table.filter(pa.array(mask))

@@ -25,7 +25,6 @@ together), listed at its first appearance.
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import os
 import re
@@ -43,6 +42,7 @@ import pyarrow.compute as pc
 from expunge.atomic import atomic_path, read_json, write_json
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
+from expunge.formats.paths import walk
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 SUFFIXES = (".tar",)
@@ -116,23 +116,7 @@ def discover_tars(specs: Sequence[str]) -> tuple[str, list[TarShard]]:
     directories are walked recursively in sorted order, hidden directories and ``.``/``_`` files
     skipped; globs and directories only contribute ``*.tar``; a file named explicitly is taken as is.
     """
-    paths: list[str] = []
-    for spec in specs:
-        spec = spec.removeprefix("file://")
-        if os.path.isdir(spec):
-            for dirpath, dirnames, filenames in os.walk(spec):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                paths.extend(os.path.join(dirpath, f) for f in filenames if _is_tar(f))
-        elif any(ch in spec for ch in "*?["):
-            paths.extend(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p) and _is_tar(p))
-        elif os.path.isfile(spec):
-            paths.append(spec)
-        else:
-            raise ExpungeError("dataset path not found (expected a directory, glob or tar file)", spec)
-    absolute = sorted({os.path.abspath(p) for p in paths})
-    if not absolute:
-        raise ExpungeError("no tar shards found", ", ".join(specs))
-    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    root, absolute = walk(specs, _is_tar, "tar")
     shards = [TarShard(os.path.relpath(p, root).replace(os.sep, "/"), p, *_companions(p)) for p in absolute]
     return root, shards
 
