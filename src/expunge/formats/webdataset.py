@@ -667,7 +667,11 @@ def _decrement(obj: dict[str, Any], field: str, n: int) -> None:
 
 
 def rewrite_companions(
-    shard: TarShard, out_dir: Path, drop_keys: Collection[str], key_column: str = "key"
+    shard: TarShard,
+    out_dir: Path,
+    drop_keys: Collection[str],
+    key_column: str = "key",
+    tmp_dir: Path | None = None,
 ) -> None:
     """Write the shard's parquet and stats json to ``out_dir`` (same basenames) without ``drop_keys``.
 
@@ -696,7 +700,7 @@ def rewrite_companions(
                 f" (is {key_column!r} the column holding the tar keys?)",
                 shard.parquet,
             )
-        with atomic_path(out_dir / os.path.basename(shard.parquet)) as tmp:
+        with atomic_path(out_dir / os.path.basename(shard.parquet), tmp_dir) as tmp:
             parquet.rewrite(shard.parquet, tmp, ~hits)
         removed = int(hits.sum())
         if by_status is not None:
@@ -714,4 +718,4 @@ def rewrite_companions(
     before = stats.get("expunge_removed")
     before = before if isinstance(before, int) and not isinstance(before, bool) else 0
     stats["expunge_removed"] = before + removed
-    write_json(out_dir / os.path.basename(shard.stats), stats)
+    write_json(out_dir / os.path.basename(shard.stats), stats, tmp_dir)

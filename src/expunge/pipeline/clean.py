@@ -270,7 +270,7 @@ def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:
         wds.rewrite_tar(task.tar_path, tmp, drop)
     shard = wds.TarShard(task.shard_name, task.tar_path, task.shard_path, task.stats_path)
     if task.shard_path or task.stats_path:
-        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key")
+        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key", tmp_dir)
     return "rewritten"
 
 
