@@ -17,7 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from expunge.errors import ExpungeError
-from expunge.lists.readers import CSV_VALUE_COLUMNS, ListFile, detect_format, read_list
+from expunge.lists.readers import (
+    CSV_VALUE_COLUMNS,
+    ListFile,
+    detect_format,
+    hex_digests,
+    read_list,
+    read_tokens,
+)
 
 MARK = "zebrafish7731"  # a distinctive neutral token placed on bad lines
 WORDS = ("apple", "river", "stone", "cloud", "maple", "harbor", "lantern", "meadow")
@@ -376,3 +383,49 @@ def test_valid_lists_round_trip(
         lf = read_list(path, column=column)
     got = [(e.line, bytes.fromhex(e.token), e.category) for e in lf.entries]
     assert got == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# the columnar reader used for imports agrees with the reference reader, line for line
+# ------------------------------------------------------------------------------------------------
+
+
+_LINE = st.one_of(
+    st.just(""),
+    st.just("   "),
+    st.text(alphabet="# abcdef0123456789", min_size=1, max_size=20).map(lambda t: "#" + t),
+    st.binary(min_size=16, max_size=16).map(lambda b: b.hex()),
+    st.binary(min_size=16, max_size=16).map(lambda b: "  " + b.hex().upper() + "\t"),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_LINE, max_size=30), crlf=st.booleans(), bom=st.booleans(), pytx=st.booleans())
+def test_read_tokens_agrees_with_read_list(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], crlf: bool, bom: bool, pytx: bool
+) -> None:
+    path = tmp_path_factory.mktemp("tok") / "l.txt"
+    body = [
+        f"url_md5 {line.strip()}" if pytx and line.strip() and not line.strip().startswith("#") else line
+        for line in lines
+    ]
+    text = ("\r\n" if crlf else "\n").join(body)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    fmt = "pytx" if pytx else "plain"
+    ref = read_list(path, fmt)
+    got = read_tokens(path, fmt)
+    assert got.lines.tolist() == [e.line for e in ref.entries]
+    assert got.tokens.to_pylist() == [e.token for e in ref.entries]
+    assert got.signal == ref.signal
+    digests = hex_digests(got, 16, "url_md5")
+    assert [bytes(d).ljust(16, b"\0") for d in digests.tolist()] == [
+        bytes.fromhex(e.token) for e in ref.entries
+    ]
+
+
+def test_hex_digests_names_the_first_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "l.txt"
+    path.write_text("a" * 32 + "\n# note zebrafish7731\n" + "b" * 31 + "\n")
+    with pytest.raises(ExpungeError) as err:
+        hex_digests(read_tokens(path), 16, "url_md5")
+    assert "line 3" in str(err.value) and "32 hex digits" in str(err.value)
