@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,21 @@ def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
     return orphans if task.shard_path else 0
 
 
+def _batched(arrays: Iterator[pa.Array], rows: int = 1 << 17) -> Iterator[pa.Array]:
+    """Row groups merged into batches of at least ``rows``: per-call costs (DuckDB, Arrow kernels) are
+    paid per batch, and small row groups would pay them many times over."""
+    pending: list[pa.Array] = []
+    count = 0
+    for arr in arrays:
+        pending.append(arr)
+        count += len(arr)
+        if count >= rows:
+            yield pa.concat_arrays(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.concat_arrays(pending)
+
+
 def _index_urls(
     task: IndexTask, out_dir: Path, tmp_dir: Path, features: tuple[str, ...], rows_needed: bool
 ) -> tuple[np.ndarray, int]:
@@ -194,7 +210,7 @@ def _index_urls(
         for name in names:
             tmp_paths[name] = stack.enter_context(atomic.atomic_path(out_dir / name, tmp_dir))
         try:
-            for urls in pqfmt.iter_column(task.shard_path, task.url_column):
+            for urls in _batched(pqfmt.iter_column(task.shard_path, task.url_column)):
                 batch = UrlBatch(urls)
                 rows += len(batch)
                 if rows_needed:

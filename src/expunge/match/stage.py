@@ -121,6 +121,28 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     return table.filter(pa.array(keep)) if not keep.all() else table
 
 
+_SETS: dict[int, tuple[np.ndarray, SortedSet]] = {}
+
+
+def _sorted_set(values: np.ndarray) -> SortedSet:
+    """The delta's lookup table, built once per worker for the same (cached) delta array."""
+    hit = _SETS.get(id(values))
+    if hit is None or hit[0] is not values:
+        _SETS.clear()
+        hit = (values, SortedSet.build(values))
+        _SETS[id(values)] = hit
+    return hit[1]
+
+
+@lru_cache(maxsize=8)
+def _net_added(store_root: str, name: str, since: int, version: int) -> np.ndarray:
+    """Values added after ``since`` that are still in the bank: computed once per worker, not per shard."""
+    store = Store(store_root)
+    bank = load_bank(store, name, version)
+    added = added_since(store, name, since, bank.width)
+    return added[bank.values.contains(added)] if len(added) else added
+
+
 def _threshold_changed(store: Store, name: str, since: int) -> bool:
     """A perceptual bank whose threshold changed must be matched afresh, not by delta."""
     info = load_info(store, name)
@@ -143,7 +165,7 @@ def _find(
     feature = bank.feature
     if not feature_is_image(feature):
         column = read_feature(index_dir, feature)
-        target = bank.values if cache else SortedSet.build(values)
+        target = bank.values if cache else _sorted_set(values)
         rows, vals = match_column(column, bank.width, target)
         return rows, vals, None
     from expunge.index.images import COLUMN_OF_FEATURE, quality_mask, read_images
@@ -205,8 +227,7 @@ def match_shard(task: MatchTask) -> MatchResult:
             if mine.num_rows:
                 vals = np.array(mine.column("value").to_pylist(), dtype=f"S{bank.width}")
                 mine = mine.filter(pa.array(bank.values.contains(vals)))
-            added = added_since(store, ref.name, prev, bank.width)
-            added = added[bank.values.contains(added)] if len(added) else added
+            added = _net_added(task.store_root, ref.name, prev, ref.version)
             if len(added):
                 found = _find(index_dir, bank, added, task, cache=False)
                 mine = pa.concat_tables([mine, _findings_for(*found, ref.name, ref.version, bank.signal)])
