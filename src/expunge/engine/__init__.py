@@ -18,8 +18,12 @@ class Executor(Protocol):
     name: str
     workers: int
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        """Run ``fn`` on every item; yield results as tasks complete (order not guaranteed)."""
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, light: bool = False) -> Iterator[R]:
+        """Run ``fn`` on every item; yield results as tasks complete (order not guaranteed).
+
+        ``light`` says each task is cheap (an incremental re-match reads a little index and no data): an
+        executor may then run it where starting workers would cost more than the work.
+        """
         ...
 
     def close(self) -> None: ...

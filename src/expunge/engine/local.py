@@ -39,8 +39,9 @@ class LocalExecutor:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        if self.workers == 1 or len(items) <= 1:
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, light: bool = False) -> Iterator[R]:
+        # Light work runs in this process unless workers are already up: starting them costs more.
+        if self.workers == 1 or len(items) <= 1 or (light and self._pool is None):
             for item in items:
                 yield fn(item)
             return

@@ -264,7 +264,9 @@ class Pipeline:
         by_bank: dict[str, int] = {}
         modes: dict[str, int] = {}
         with self.reporter.bar("match", len(tasks), "shards") as bar:
-            for res in self.executor.map(match_shard, tasks):
+            # Incremental re-matches read a little of the index and nothing of the dataset.
+            light = all(t.banks and _is_incremental(t) for t in tasks)
+            for res in self.executor.map(match_shard, tasks, light=light):
                 for k, v in res.by_bank.items():
                     by_bank[k] = by_bank.get(k, 0) + v
                 for m in res.mode.values():
@@ -366,6 +368,14 @@ class Pipeline:
             self.store.tmp,
         )
         return path
+
+
+def _is_incremental(task: MatchTask) -> bool:
+    state = Path(task.state_path)
+    if not state.is_file():
+        return False
+    known = atomic.read_json(state)
+    return all(b.name in known for b in task.banks)
 
 
 def _feature_path(feature: str) -> str:
