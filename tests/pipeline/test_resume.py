@@ -74,3 +74,47 @@ def test_sigkill_at_any_point_then_rerun_is_byte_identical(tmp_path: Path) -> No
     assert tree_bytes(out) == reference
     for shard in ds.root.glob("*.parquet"):
         pq.read_table(out / shard.name)  # and every shard reads back
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_on_image_shards_then_rerun_is_byte_identical(tmp_path: Path) -> None:
+    from expunge.synth_images import generate_image_dataset, write_image_lists
+
+    ds = generate_image_dataset(tmp_path / "data", samples=1_200, shards=4, listed=8)
+    lists = write_image_lists(ds, tmp_path / "lists", listed=8)
+
+    def cmd(store: Path, out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "expunge.cli", "clean", str(ds.root),
+            "--list", f"{lists['pdq']}:pdq", "--list", f"{lists['image_md5']}:image_md5",
+            "--store", str(store), "--out", str(out), "--workers", "2", "--quiet", "--json",
+        ]  # fmt: skip
+
+    started = time.perf_counter()
+    done = _run(cmd(tmp_path / "ref-store", tmp_path / "ref-out"))
+    full = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    reference = tree_bytes(tmp_path / "ref-out")
+    store, out = tmp_path / "store", tmp_path / "out"
+    store.mkdir()
+    (store / "key").write_bytes((tmp_path / "ref-store" / "key").read_bytes())
+    kills = 0
+    for fraction in (0.1, 0.35, 0.6, 0.85):
+        proc = subprocess.Popen(
+            cmd(store, out),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(full * fraction)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if out.exists():
+            _assert_nothing_partial(out, reference)
+    assert kills >= 2
+    final = _run(cmd(store, out))
+    assert final.returncode == 0, final.stderr
+    assert tree_bytes(out) == reference
