@@ -38,6 +38,30 @@ def _assert_nothing_partial(out: Path, reference: dict[str, bytes]) -> None:
         assert data == reference[rel], f"partial or different file visible after kill: {rel}"
 
 
+def _kill_at(
+    cmd: list[str], full: float, fractions: tuple[float, ...], out: Path, reference: dict[str, bytes]
+) -> int:
+    """Start the run and SIGKILL its whole process group at each fraction of a full run's time; after
+    every kill, check that nothing partial is visible. Returns how many runs were actually killed."""
+    kills = 0
+    for fraction in fractions:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(full * fraction)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if out.exists():
+            _assert_nothing_partial(out, reference)
+    return kills
+
+
 @pytest.mark.timeout(900)
 def test_sigkill_at_any_point_then_rerun_is_byte_identical(tmp_path: Path) -> None:
     ds = build_small_dataset(tmp_path, shards=6, rows_per_shard=40_000, row_group_size=5_000)
@@ -52,22 +76,13 @@ def test_sigkill_at_any_point_then_rerun_is_byte_identical(tmp_path: Path) -> No
     store.mkdir()
     (store / "key").write_bytes((tmp_path / "ref-store" / "key").read_bytes())
     out = tmp_path / "out"
-    kills = 0
-    for fraction in (0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 0.97):
-        proc = subprocess.Popen(
-            _cmd(ds.root, ds.lists, store, out),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        time.sleep(full * fraction)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if out.exists():
-            _assert_nothing_partial(out, reference)
+    kills = _kill_at(
+        _cmd(ds.root, ds.lists, store, out),
+        full,
+        (0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 0.97),
+        out,
+        reference,
+    )
     assert kills >= 3, "the run finished too fast to be interrupted; make the dataset bigger"
     final = _run(_cmd(ds.root, ds.lists, store, out))
     assert final.returncode == 0, final.stderr
@@ -98,22 +113,7 @@ def test_sigkill_on_image_shards_then_rerun_is_byte_identical(tmp_path: Path) ->
     store, out = tmp_path / "store", tmp_path / "out"
     store.mkdir()
     (store / "key").write_bytes((tmp_path / "ref-store" / "key").read_bytes())
-    kills = 0
-    for fraction in (0.1, 0.35, 0.6, 0.85):
-        proc = subprocess.Popen(
-            cmd(store, out),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        time.sleep(full * fraction)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if out.exists():
-            _assert_nothing_partial(out, reference)
+    kills = _kill_at(cmd(store, out), full, (0.1, 0.35, 0.6, 0.85), out, reference)
     assert kills >= 2
     final = _run(cmd(store, out))
     assert final.returncode == 0, final.stderr

@@ -71,8 +71,7 @@ class ListFile:
         return names.pop() if len(names) == 1 else None
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Decode strictly (UTF-8, optional BOM) and yield numbered lines without their line endings."""
+def _decoded_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -80,10 +79,15 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Decode strictly (UTF-8, optional BOM) and yield numbered lines without their line endings."""
+    text = _decoded_text(path)
     # Split on \n only (then drop a trailing \r), so stray \x0b or \x1c never split a line.
     for n, line_text in enumerate(text.split("\n"), start=1):
         yield n, line_text.removesuffix("\r")
@@ -222,20 +226,6 @@ class Tokens:
     tokens: pa.Array  # string
     signal: str | None  # the single signal type the file names (pytx), if any
     categories: dict[str, int]
-
-
-def _decoded_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ExpungeError(f"cannot read list file ({exc.strerror})", path) from None
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
 
 
 def read_tokens(path: Path, fmt: str = "auto", column: str | None = None) -> Tokens:
