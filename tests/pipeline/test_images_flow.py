@@ -204,3 +204,31 @@ def test_a_truncated_tar_is_one_line_naming_shard_and_offset(image_ds: SynthImag
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "00001.tar" in lines[0] and "offset" in lines[0]
+
+
+def test_a_pdq_threshold_change_is_a_new_version_and_a_full_rematch(
+    image_ds: SynthImages, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    run = [sys.executable, "-m", "expunge.cli"]
+    common = dict(cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    imp = subprocess.run(
+        [*run, "lists", "import", str(image_ds.lists["pdq"]), "--threshold", "0", "--store", str(store)],
+        **common,
+    )  # type: ignore[call-overload]
+    assert imp.returncode == 0, imp.stderr
+    ls = subprocess.run([*run, "lists", "ls", "--json", "--store", str(store)], **common)  # type: ignore[call-overload]
+    assert json.loads(ls.stdout)[0]["threshold"] == 0
+    opts = api.Options(store=store, workers=1)
+    exact_only = api.match([str(image_ds.root)], opts=opts)["rows_matched_by_bank"]["pdq"]
+    assert (
+        len(image_ds.exact) <= exact_only < len(image_ds.flagged)
+    )  # distance 0: byte copies (and lucky re-encodes)
+    again = subprocess.run(
+        [*run, "lists", "import", str(image_ds.lists["pdq"]), "--threshold", "31", "--store", str(store)],
+        **common,
+    )  # type: ignore[call-overload]
+    assert "version 2" in again.stdout
+    res = api.match([str(image_ds.root)], opts=opts)
+    assert res["stage"].details["modes"] == {"full": 2}
+    assert res["rows_matched_by_bank"]["pdq"] == len(image_ds.flagged)

@@ -116,6 +116,7 @@ def lists_import(
         label=label,
         fmt=fmt,
         column=column,
+        threshold=threshold,
     )
     if res.unchanged:
         out.print(f"bank [bold]{res.name}[/] unchanged at version {res.version} ({res.count:,} values)")
@@ -137,11 +138,14 @@ def lists_ls(
         print(json.dumps([b.public() for b in banks], indent=2, sort_keys=True))
         return
     table = Table(title=f"banks in {store}")
-    for col in ("name", "signal", "recipe", "source", "version", "label", "values"):
-        table.add_column(col, justify="right" if col in ("version", "values") else "left")
+    for col in ("name", "signal", "recipe", "threshold", "source", "version", "label", "values"):
+        table.add_column(col, justify="right" if col in ("version", "values", "threshold") else "left")
     for b in banks:
         p = b.public()
-        table.add_row(b.name, b.signal, b.recipe, b.source, str(b.version), str(p["label"]), f"{b.count:,}")
+        threshold = "" if b.threshold is None else str(b.threshold)
+        table.add_row(
+            b.name, b.signal, b.recipe, threshold, b.source, str(b.version), str(p["label"]), f"{b.count:,}"
+        )
     out.print(table)
 
 
