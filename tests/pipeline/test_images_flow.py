@@ -232,3 +232,14 @@ def test_a_pdq_threshold_change_is_a_new_version_and_a_full_rematch(
     res = api.match([str(image_ds.root)], opts=opts)
     assert res["stage"].details["modes"] == {"full": 2}
     assert res["rows_matched_by_bank"]["pdq"] == len(image_ds.flagged)
+
+
+def test_pixel_limit_and_quality_floor_are_honoured(image_ds: SynthImages, tmp_path: Path) -> None:
+    bombs = _clean(image_ds, tmp_path, out="o1", store="s1", max_pixels=1_000)
+    assert bombs["rows_removed"] == len(image_ds.exact)  # MD5 still matches bytes it cannot decode
+    assert bombs["quarantined_by_reason"]["decompression_bomb"] == image_ds.samples - len(image_ds.bad) - len(
+        image_ds.exact
+    )
+    floor = _clean(image_ds, tmp_path, out="o2", store="s2", quality_floor=101)
+    assert floor["images_low_quality"] == image_ds.samples - len(image_ds.bad)
+    assert floor["removed_by_signal"] == {"image_md5": len(image_ds.exact)}  # nothing matched by PDQ
