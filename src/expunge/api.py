@@ -61,6 +61,7 @@ class Options:
     dihedral: bool = False  # also index and match the 7 other orientations of every image (PDQ)
     quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
     max_pixels: int = 178_956_970  # larger images are quarantined as decompression bombs
+    sign_key: Path | None = None  # sign the release manifest (minisign format) with this key
 
 
 class _Session:
@@ -70,6 +71,7 @@ class _Session:
         self.executor: Executor = make_executor(opts.executor, opts.workers)
         self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
         self.pipeline.quality_floor = opts.quality_floor
+        self.pipeline.sign_key = Path(opts.sign_key) if opts.sign_key else None
         self._lock = self.store.lock()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:

@@ -267,6 +267,9 @@ def clean_cmd(
     dihedral: DihedralOpt = False,
     quality_floor: QualityOpt = 50,
     max_pixels: PixelsOpt = 178_956_970,
+    sign: Annotated[
+        Path | None, typer.Option("--sign", help="Sign MANIFEST.json with this key (from 'expunge keygen').")
+    ] = None,
     quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
@@ -283,6 +286,7 @@ def clean_cmd(
         quality_floor,
         max_pixels,
     )
+    opts.sign_key = sign
     summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -335,6 +339,72 @@ def hash_cmd(
                 print(f"{name} {digest.hex()}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("keygen")
+def keygen_cmd(
+    prefix: Annotated[
+        Path, typer.Argument(help="Writes PREFIX.key (secret, 0600) and PREFIX.pub (minisign).")
+    ],
+) -> None:
+    """Make an Ed25519 key pair for signing release manifests."""
+    from expunge.release.sign import keygen
+
+    secret, public = keygen(prefix)
+    out.print(f"secret key: {secret} (keep it private)\npublic key: {public} (publish it; minisign reads it)")
+
+
+@app.command("verify")
+def verify_cmd(
+    release: Annotated[Path, typer.Argument(help="A release folder written by 'expunge clean'.")],
+    manifest: Annotated[Path | None, typer.Option(help="Manifest (default: RELEASE/MANIFEST.json).")] = None,
+    pubkey: Annotated[
+        Path | None, typer.Option(help="Public key: the manifest's signature must match.")
+    ] = None,
+    list_: Annotated[
+        list[str] | None, typer.Option("--list", help="FILE:SIGNAL[:RECIPE]: no row may match it.")
+    ] = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Check signature, Merkle root, every shard's SHA-256 and row count, and (given lists) no matches."""
+    from expunge.release.verify import verify_release
+
+    problems = verify_release(release, manifest, pubkey, list_ or (), workers)
+    err = Console(stderr=True)
+    for line in problems:
+        err.print(f"[red]mismatch:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"[green]verified[/]: {release}")
+
+
+@app.command("diff-release")
+def diff_release_cmd(
+    old: Annotated[Path, typer.Argument(help="Old release folder or its MANIFEST.json.")],
+    new: Annotated[Path, typer.Argument(help="New release folder or its MANIFEST.json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Shards to fetch again: those whose SHA-256 changed, plus added and removed ones."""
+    from expunge.release import manifest as mf
+
+    def shards(p: Path) -> dict[str, str]:
+        m = mf.load(p / mf.MANIFEST if p.is_dir() else p)
+        return {s["name"]: s["sha256"] for s in m["shards"]}
+
+    a, b = shards(old), shards(new)
+    lists: dict[str, list[str]] = {
+        "changed": sorted(n for n in a.keys() & b.keys() if a[n] != b[n]),
+        "added": sorted(b.keys() - a.keys()),
+        "removed": sorted(a.keys() - b.keys()),
+    }
+    unchanged = len([n for n in a.keys() & b.keys() if a[n] == b[n]])
+    if as_json:
+        print(json.dumps({**lists, "unchanged": unchanged}, indent=2, sort_keys=True))
+        return
+    for key, names in lists.items():
+        for name in names:
+            out.print(f"{key:8} {name}")
+    out.print(f"{unchanged} shards unchanged")
 
 
 @app.command("demo")

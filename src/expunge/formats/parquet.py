@@ -44,9 +44,17 @@ def _is_shard(path: str) -> bool:
     return path.endswith(SUFFIXES) and not os.path.basename(path).startswith((".", "_"))
 
 
+def _is_release_record(path: str) -> bool:
+    """``removed.parquet`` beside an expunge release's ``MANIFEST.json`` is a record, not a shard."""
+    return os.path.basename(path) == "removed.parquet" and os.path.isfile(
+        os.path.join(os.path.dirname(path), "MANIFEST.json")
+    )
+
+
 def discover(specs: Sequence[str]) -> tuple[str, list[Shard]]:
     """Resolve directories, globs and files into an ordered shard list and their common root."""
     root, absolute = walk(specs, lambda f: _is_shard(os.path.basename(f)), "parquet")
+    absolute = [p for p in absolute if not _is_release_record(p)]
     shards = [Shard(os.path.relpath(p, root).replace(os.sep, "/"), p) for p in absolute]
     return root, shards
 

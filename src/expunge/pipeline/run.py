@@ -31,6 +31,8 @@ from expunge.match.stage import BankRef, MatchTask
 from expunge.pipeline.clean import CleanResult, CleanTask, marker_paths, read_records
 from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
+from expunge.release import manifest as release_manifest
+from expunge.release import sign as release_sign
 from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
@@ -123,6 +125,7 @@ class Pipeline:
         self.reporter = reporter or NullReporter()
         self.ledger: list[dict[str, Any]] = []
         self.quality_floor = 50  # PDQ hashes below this quality are counted, never matched
+        self.sign_key: Path | None = None  # sign MANIFEST.json with this Ed25519 key
 
     def _index_dir(self, ds: Dataset, shard: str) -> Path:
         return self.store.dataset_dir(ds.id) / "index" / Store.shard_id(shard)
@@ -345,6 +348,18 @@ class Pipeline:
                 pq.write_table(removed, tmp, compression="zstd")
         summary = _summary(ds, banks, ordered)
         atomic.write_json(out / "summary.json", summary, tmp_dir)
+        inputs = [
+            {"name": s.name, "sha256": ds.state[s.name]["sha256"], "rows": ds.state[s.name]["rows"]}
+            for s in ds.shards
+        ]
+        manifest = release_manifest.build(summary, inputs, ds.id)
+        data = release_manifest.dumps(manifest)
+        atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
+        if self.sign_key is not None:
+            sig = release_sign.sign(
+                data, self.sign_key, f"expunge release merkle_root={manifest['merkle_root']}"
+            )
+            atomic.write_bytes(out / (release_manifest.MANIFEST + ".minisig"), sig, tmp_dir)
         if tmp_dir == state_dir / "tmp":
             shutil.rmtree(tmp_dir, ignore_errors=True)
         report = StageReport(
