@@ -175,3 +175,68 @@ def clean(
         summary = s.pipeline.clean(ds, infos, Path(out))
         s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
         return summary
+
+
+def apply(
+    release: str | Path,
+    derivative: Sequence[str],
+    out: str | Path,
+    *,
+    lists: Sequence[str] = (),
+    banks: Sequence[str] | None = None,
+    opts: Options | None = None,
+) -> dict[str, Any]:
+    """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
+
+    Without lists, the release is a keep-list (LAION's way): a derivative row stays only if its URL, in
+    Safe Browsing canonical form, is a URL of the release; every other row is removed as not in the
+    release. With lists (or banks), the derivative is matched against them instead. Either way the row
+    accounting, containment and resumability of ``clean`` hold.
+    """
+    from expunge.release import manifest as mf
+
+    release = Path(release)
+    man = mf.load(release / mf.MANIFEST)
+    with _Session(opts or Options()) as s:
+        infos = _scope(s.store, banks, lists) if lists or banks else [_keep_bank(s, release, man)]
+        ds = s.dataset(derivative)
+        s.pipeline.index(ds, infos)
+        s.pipeline.match(ds, infos)
+        summary = s.pipeline.clean(ds, infos, Path(out))
+        s.pipeline.write_ledger(
+            "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
+        )
+        return summary
+
+
+def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
+    """A bank of the release's canonical URL digests, built from an index of the release itself."""
+    import tempfile
+
+    import numpy as np
+
+    from expunge.index.build import read_feature
+    from expunge.lists.bank import sorted_unique
+    from expunge.match.exact import fixed_to_numpy
+
+    feature = "url:canonical:sha256"
+    probe = BankInfo("release-keep", "release_keep", "canonical", "release", feature, 32)
+    shards = [str(release / sh["name"]) for sh in man["shards"]]
+    rel = open_dataset(s.store, shards, s.opts.url_column, None, None)
+    s.pipeline.index(rel, [probe])
+    parts = []
+    for shard in rel.shards:
+        column = read_feature(s.pipeline._index_dir(rel, shard.name), feature)
+        values, valid = fixed_to_numpy(column, 32)
+        parts.append(values[valid])
+    values = sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype="S32")
+    name = f"release-{man['merkle_root'][:12]}"
+    with tempfile.TemporaryDirectory(prefix="expunge-keep-", dir=s.store.tmp) as tmp:
+        listing = Path(tmp) / f"{name}.txt"
+        raw = np.ascontiguousarray(values).tobytes()
+        hexed = "\n".join(raw[i : i + 32].hex() for i in range(0, len(raw), 32))
+        listing.write_text(hexed + ("\n" if hexed else ""))
+        _import_list(
+            s.store, listing, name, "release_keep", "canonical", f"release {man['merkle_root']}", "release"
+        )
+    return load_info(s.store, name)

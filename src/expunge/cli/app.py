@@ -341,6 +341,30 @@ def hash_cmd(
         raise typer.Exit(1)
 
 
+@app.command("apply")
+def apply_cmd(
+    release: Annotated[Path, typer.Argument(help="A cleaned release (with MANIFEST.json).")],
+    derivative: DatasetArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the cleaned derivative.")],
+    list_: Annotated[
+        list[str] | None, typer.Option("--list", help="Match these lists instead of the release's keep-list.")
+    ] = None,
+    bank: BankOpt = None,
+    store: StoreOpt = Path(api.DEFAULT_STORE),
+    workers: WorkersOpt = None,
+    url_column: UrlColOpt = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Clean a derivative copy so it follows a release: keep only rows whose URL is in the release."""
+    opts = _opts(store, workers, "local", url_column, None, None, quiet or as_json)
+    summary = api.apply(release, derivative, out_dir, lists=list_ or (), banks=bank, opts=opts)
+    if as_json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    print_summary(summary, out_dir)
+
+
 @app.command("keygen")
 def keygen_cmd(
     prefix: Annotated[

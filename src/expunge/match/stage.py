@@ -163,6 +163,11 @@ def _find(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Rows of one shard matching ``values`` of a bank: (rows, matched bank values, distances or None)."""
     feature = bank.feature
+    if bank.signal == "release_keep":  # a keep-list: what is absent from it is found
+        column = read_feature(index_dir, feature)
+        own, valid = fixed_to_numpy(column, bank.width)
+        absent = ~bank.values.contains(own) & valid
+        return np.flatnonzero(absent), own[absent], None
     if not feature_is_image(feature):
         column = read_feature(index_dir, feature)
         target = bank.values if cache else _sorted_set(values)
@@ -221,7 +226,12 @@ def match_shard(task: MatchTask) -> MatchResult:
         if prev == ref.version:
             mode = "current"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
-        elif prev is not None and prev < ref.version and not _threshold_changed(store, ref.name, prev):
+        elif (
+            prev is not None
+            and prev < ref.version
+            and bank.signal != "release_keep"  # absence cannot be updated by a delta
+            and not _threshold_changed(store, ref.name, prev)
+        ):
             mode = "incremental"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
             if mine.num_rows:

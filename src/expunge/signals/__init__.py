@@ -25,7 +25,7 @@ class SignalType:
     algo: str  # digest of the feature value: md5 | sha1 | sha256 | pdq
     recipes: tuple[str, ...]  # allowed recipes; the first is the default
     plaintext: bool = False  # list holds plaintext (URL or domain) that is hashed on import
-    matcher: str = "exact"  # "exact" (sorted membership) | "hamming" (distance within a threshold)
+    matcher: str = "exact"  # "exact" membership | "hamming" distance within a threshold | "keep" absence
     default_threshold: int | None = None  # for hamming matchers
 
     @property
@@ -78,6 +78,9 @@ SIGNALS: dict[str, SignalType] = {
         SignalType("url", 32, "url", "sha256", ("canonical",), plaintext=True),
         SignalType("domain", 32, "domain", "sha256", ("canonical",), plaintext=True),
         SignalType("url_expression_sha256", 32, "url_expr", "sha256", ("canonical",)),
+        # A keep-list: SHA-256 of the canonical URLs of a cleaned release. Rows whose URL is NOT in it are
+        # removed ("not in the release"), which is how derivative copies follow a release (LAION's way).
+        SignalType("release_keep", 32, "url", "sha256", ("canonical",), matcher="keep"),
         # Image signals: digests of the exact stored bytes, and PDQ of the decoded pixels.
         SignalType("image_md5", 16, "image", "md5", ("stored",)),
         SignalType("image_sha1", 20, "image", "sha1", ("stored",)),
