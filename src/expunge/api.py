@@ -62,6 +62,7 @@ class Options:
     quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
     max_pixels: int = 178_956_970  # larger images are quarantined as decompression bombs
     sign_key: Path | None = None  # sign the release manifest (minisign format) with this key
+    cover: int = 0  # hide each flagged row among at least this many removed rows (release.cover)
 
 
 class _Session:
@@ -172,7 +173,7 @@ def clean(
             )
         s.pipeline.index(ds, infos)
         s.pipeline.match(ds, infos)
-        summary = s.pipeline.clean(ds, infos, Path(out))
+        summary = s.pipeline.clean(ds, infos, Path(out), cover=s.opts.cover)
         s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
         return summary
 

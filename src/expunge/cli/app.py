@@ -270,6 +270,12 @@ def clean_cmd(
     sign: Annotated[
         Path | None, typer.Option("--sign", help="Sign MANIFEST.json with this key (from 'expunge keygen').")
     ] = None,
+    cover: Annotated[
+        int,
+        typer.Option(
+            "--cover", help="Hide each flagged row among at least K removed rows in the public diff."
+        ),
+    ] = 0,
     quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
@@ -287,6 +293,7 @@ def clean_cmd(
         max_pixels,
     )
     opts.sign_key = sign
+    opts.cover = cover
     summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))

@@ -64,6 +64,7 @@ class CleanTask:
     url_scope: bool = True  # URL lists in use: rows whose URL cannot be checked are quarantined
     image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
     quality_floor: int = 50
+    cover_rows: tuple[int, ...] = ()  # extra rows removed to hide the flagged ones (release.cover)
 
 
 @dataclass
@@ -115,6 +116,9 @@ def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str],
         quarantined = {
             int(r): QUARANTINE_REASONS[int(q[r])] for r in np.flatnonzero(q) if int(r) not in reasons
         }
+    for row in task.cover_rows:
+        if row not in reasons and row not in quarantined:
+            reasons[row] = ["cover:removed"]
     low_quality = 0
     if task.image_scope and (index_dir / "images.parquet").is_file():
         images = pq.read_table(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
@@ -198,7 +202,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
     for rs in reasons.values():
         for signal in sorted({r.split(":", 1)[0] for r in rs}):
             by_signal[signal] = by_signal.get(signal, 0) + 1
-        for bank in sorted({r.split(":", 1)[1] for r in rs}):
+        for bank in sorted({r.split(":", 1)[1] for r in rs if "@v" in r}):
             by_bank[bank] = by_bank.get(bank, 0) + 1
     by_reason: dict[str, int] = {}
     for reason in quarantined.values():

@@ -8,6 +8,7 @@ what changed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import time
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,7 +26,7 @@ from expunge.engine import Executor
 from expunge.errors import ExpungeError
 from expunge.formats import Shard, discover, imagefolder
 from expunge.formats import parquet as pqfmt
-from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file, fingerprint
+from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file, fingerprint, read_quarantine
 from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES, IMAGES_FILE
 from expunge.lists.bank import BankInfo, load_info
 from expunge.match.stage import BankRef, MatchTask
@@ -33,6 +35,7 @@ from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
 from expunge.release import manifest as release_manifest
 from expunge.release import sign as release_sign
+from expunge.release.cover import CoverPlan, ShardCandidates, plan_cover
 from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
@@ -296,12 +299,17 @@ class Pipeline:
         return out
 
     # -- clean ---------------------------------------------------------------------------------------
-    def clean(self, ds: Dataset, banks: list[BankInfo], out: Path) -> dict[str, Any]:
+    def clean(self, ds: Dataset, banks: list[BankInfo], out: Path, cover: int = 0) -> dict[str, Any]:
         started = time.perf_counter()
         out = out.absolute()
         _check_out(ds, out)
-        state_dir = out / STATE_DIR
+        # With a cover set the per-row reasons must stay private: markers and records go to the store.
+        private = (
+            self.store.dataset_dir(ds.id) / "private" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
+        )
+        state_dir = private if cover else out / STATE_DIR
         (state_dir / "shards").mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         tmp_dir = self.store.tmp if _same_device(self.store.tmp, out) else state_dir / "tmp"
         key = self.store.key()
         refs = tuple(BankRef(b.name, b.version) for b in banks)
@@ -309,6 +317,7 @@ class Pipeline:
         tasks = []
         url_scope = any(not feature_is_image(b.feature) for b in banks)
         image_scope = any(feature_is_image(b.feature) for b in banks)
+        plan = self._cover_plan(ds, banks, cover, key, url_scope) if cover else None
         for shard in ds.shards:
             findings, _ = self._findings(ds, shard.name)
             tasks.append(
@@ -332,6 +341,7 @@ class Pipeline:
                     url_scope=url_scope,
                     image_scope=image_scope,
                     quality_floor=self.quality_floor,
+                    cover_rows=tuple(plan.rows[shard.name]) if plan else (),
                 )
             )
         results: dict[str, CleanResult] = {}
@@ -344,15 +354,19 @@ class Pipeline:
         records = [read_records(marker_paths(state_dir, s.name)[1]) for s in ds.shards]
         removed = pa.concat_tables(records) if records else None
         if removed is not None:
-            with atomic.atomic_path(out / "removed.parquet", tmp_dir) as tmp:
+            with atomic.atomic_path((state_dir if cover else out) / "removed.parquet", tmp_dir) as tmp:
                 pq.write_table(removed, tmp, compression="zstd")
         summary = _summary(ds, banks, ordered)
+        if plan is not None:
+            summary["cover"] = plan.public()
         atomic.write_json(out / "summary.json", summary, tmp_dir)
         inputs = [
             {"name": s.name, "sha256": ds.state[s.name]["sha256"], "rows": ds.state[s.name]["rows"]}
             for s in ds.shards
         ]
         manifest = release_manifest.build(summary, inputs, ds.id)
+        if plan is not None:
+            manifest["policy"]["cover"] = plan.public()
         data = release_manifest.dumps(manifest)
         atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
         if self.sign_key is not None:
@@ -371,6 +385,33 @@ class Pipeline:
         )
         self.ledger.append(asdict(report))
         return summary
+
+    def _cover_plan(
+        self, ds: Dataset, banks: list[BankInfo], k: int, key: bytes, url_scope: bool
+    ) -> CoverPlan:
+        """Where the flagged rows are, what goes anyway, and which dead links exist: counts and row
+        indices only, from the store's index and findings and the metadata's status column."""
+        names = {b.name for b in banks}
+        shards: dict[str, ShardCandidates] = {}
+        for shard in ds.shards:
+            q = read_quarantine(self._index_dir(ds, shard.name))
+            path, _ = self._findings(ds, shard.name)
+            findings = pq.read_table(path, columns=["row", "bank"]) if path.is_file() else None
+            flagged = np.zeros(0, dtype=np.int64)
+            if findings is not None and findings.num_rows:
+                mine = findings.filter(pc.is_in(findings.column("bank"), pa.array(sorted(names))))
+                flagged = np.unique(mine.column("row").to_numpy())
+            quarantined = np.flatnonzero(q) if url_scope else np.zeros(0, dtype=np.int64)
+            quarantined = np.setdiff1d(quarantined, flagged)
+            dead = np.zeros(0, dtype=np.int64)
+            if shard.path and "status" in pqfmt.open_file(shard.path).schema_arrow.names:
+                status = np.concatenate(
+                    [c.to_numpy(zero_copy_only=False) for c in pqfmt.iter_column(shard.path, "status")]
+                    or [np.zeros(0)]
+                )
+                dead = np.setdiff1d(np.flatnonzero(status != "success"), np.union1d(flagged, quarantined))
+            shards[shard.name] = ShardCandidates(len(q), flagged, quarantined, dead)
+        return plan_cover(k, shards, key, ds.id)
 
     def write_ledger(self, command: str, extra: dict[str, Any] | None = None) -> Path:
         """One record per command: what ran, how long each stage took (timings live here, not in the
@@ -424,7 +465,8 @@ def _check_out(ds: Dataset, out: Path) -> None:
     root = Path(ds.root).absolute()
     if out == root or root in out.parents or out in root.parents:
         raise ExpungeError("the output folder must not contain, or lie inside, the dataset", out)
-    if out.exists() and any(out.iterdir()) and not (out / STATE_DIR).is_dir():
+    is_release = (out / STATE_DIR).is_dir() or (out / release_manifest.MANIFEST).is_file()
+    if out.exists() and any(out.iterdir()) and not is_release:
         raise ExpungeError("output folder exists, is not empty and is not an expunge release", out)
 
 
