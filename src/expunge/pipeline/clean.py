@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
+from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
 from expunge.formats.imagefolder import is_image_file, write_folder
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
@@ -65,6 +66,8 @@ class CleanTask:
     image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
     quality_floor: int = 50
     cover_rows: tuple[int, ...] = ()  # extra rows removed to hide the flagged ones (release.cover)
+    dataset_root: str | None = None  # where aligned embedding files are looked for
+    out_root: str | None = None  # the release folder
 
 
 @dataclass
@@ -149,7 +152,33 @@ def _outputs(task: CleanTask, drop: set[str]) -> list[Path]:
     files = [out]
     if task.tar_path:
         files += [out.parent / os.path.basename(p) for p in (task.shard_path, task.stats_path) if p]
+    files += [dst for _, dst in _embeddings(task)]
     return files
+
+
+def _embeddings(task: CleanTask) -> list[tuple[EmbeddingFile, Path]]:
+    """CLIP embedding files aligned with this metadata shard, and where each goes in the release.
+
+    Beside the shard (``NAME.npy``) they stay beside it; in LAION's ``img_emb/`` and ``text_emb/`` folders
+    they go to the same-named folder at the top of the release.
+    """
+    if task.tar_path or task.folder_path or not task.shard_path or not task.dataset_root or not task.out_root:
+        return []
+    out = Path(task.out_path)
+    found = []
+    for emb in find_aligned(task.shard_path, task.dataset_root):
+        if os.path.dirname(emb.path) == os.path.dirname(task.shard_path):
+            found.append((emb, out.parent / os.path.basename(emb.path)))
+        else:
+            found.append(
+                (
+                    emb,
+                    Path(task.out_root)
+                    / os.path.basename(os.path.dirname(emb.path))
+                    / os.path.basename(emb.path),
+                )
+            )
+    return found
 
 
 def clean_shard(task: CleanTask) -> CleanResult:
@@ -180,14 +209,23 @@ def clean_shard(task: CleanTask) -> CleanResult:
     elif not gone:
         assert task.shard_path is not None
         action = atomic.copy_or_link(Path(task.shard_path), outputs[0], tmp_dir)
+        for emb, dst in _embeddings(task):
+            check_aligned(emb, rows_in)
+            atomic.copy_or_link(Path(emb.path), dst, tmp_dir)
     else:
         assert task.shard_path is not None
         keep = np.ones(rows_in, dtype=bool)
         keep[gone] = False
+        embeddings = _embeddings(task)
+        for emb, _ in embeddings:  # check every file before writing any
+            check_aligned(emb, rows_in)
         with atomic.atomic_path(outputs[0], tmp_dir) as tmp:
             written = pqfmt.rewrite(task.shard_path, tmp, keep)
             if written != int(keep.sum()):
                 raise RuntimeError(f"{task.shard_name}: wrote {written} rows, expected {int(keep.sum())}")
+        for emb, dst in embeddings:
+            with atomic.atomic_path(dst, tmp_dir) as tmp:
+                rewrite_embeddings(emb.path, tmp, keep)
         action = "rewritten"
     if task.folder_path:
         main_files = [str(p) for p in outputs if is_image_file(p.name)] + [

@@ -342,6 +342,8 @@ class Pipeline:
                     image_scope=image_scope,
                     quality_floor=self.quality_floor,
                     cover_rows=tuple(plan.rows[shard.name]) if plan else (),
+                    dataset_root=ds.root,
+                    out_root=str(out),
                 )
             )
         results: dict[str, CleanResult] = {}

@@ -1,0 +1,416 @@
+"""Machine-readable descriptions of a cleaned release: Croissant 1.1 JSON-LD and a Hugging Face card.
+
+A cleaned release is only useful if the people who load it can tell what it is: which files, with which
+checksums, derived from which source, and what was taken out and why. Croissant (with its Responsible-AI
+vocabulary) is what dataset hubs and loaders read; a dataset card is what maintainers paste into a hub.
+Both are built from the manifest and summary alone (no clock, no file access), so the same release always
+yields the same bytes, and both name banks by provenance only (name, signal, version, count) — a listed
+hash value never leaves the list file, so neither document can leak one.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
+RAI_1_0 = "http://mlcommons.org/croissant/RAI/1.0"
+
+# The Croissant 1.1 @context (spec appendix 1), plus the keys mlcroissant's own 1.1 context carries (so
+# it does not warn about a "non-standard" context), plus PROV-O for `prov:wasDerivedFrom`. schema.org is
+# given as https, which is what mlcroissant and the published example datasets use.
+_CONTEXT: dict[str, Any] = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "sc": "https://schema.org/",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "dct": "http://purl.org/dc/terms/",
+    "prov": "http://www.w3.org/ns/prov#",
+    "annotation": "cr:annotation",
+    "arrayShape": "cr:arrayShape",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "containedIn": "cr:containedIn",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "description": {"@container": "@language"},
+    "equivalentProperty": "cr:equivalentProperty",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "excludes": "cr:excludes",
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileObject": "cr:fileObject",
+    "fileProperty": "cr:fileProperty",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isArray": "cr:isArray",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "name": {"@container": "@language"},
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "readLines": "cr:readLines",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate",
+    "sdVersion": "cr:sdVersion",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "unArchive": "cr:unArchive",
+    "value": "cr:value",
+}
+
+_PARQUET = "application/x-parquet"
+_TAR = "application/x-tar"
+_SHARDS_FILESET = "metadata-shards"
+_RECORDSET = "rows"
+
+
+def _encoding(shard_name: str) -> str:
+    """Shards are either metadata parquet files or webdataset/img2dataset tars; nothing else is written."""
+    return _TAR if shard_name.endswith(".tar") else _PARQUET
+
+
+def _data_type(arrow_type: str) -> str | None:
+    """schema.org type for an Arrow type string, or None for types Croissant cannot read from a column.
+
+    Nested and binary columns are left out rather than guessed: a wrong dataType makes loaders fail,
+    a missing field only makes the record set narrower.
+    """
+    t = arrow_type.strip().lower()
+    if t in ("string", "large_string", "utf8", "large_utf8"):
+        return "sc:Text"
+    if t.startswith(("int", "uint")):
+        return "sc:Integer"
+    if t in ("float", "double", "halffloat", "float16", "float32", "float64") or t.startswith("decimal"):
+        return "sc:Float"
+    if t in ("bool", "boolean"):
+        return "sc:Boolean"
+    if t.startswith("date"):
+        return "sc:Date"
+    if t.startswith("timestamp"):
+        return "sc:DateTime"
+    return None
+
+
+def parquet_columns(path: str | Path) -> list[tuple[str, str]]:
+    """(name, arrow type) of a parquet shard's columns, for ``croissant(columns=...)``.
+
+    Kept apart from :func:`croissant` so that the document itself stays a pure function of its inputs.
+    """
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(str(path))
+    return [(f.name, str(f.type)) for f in schema]
+
+
+def _bank_key(bank: dict[str, Any]) -> str:
+    """The key summary.json's ``removed_by_bank`` uses for a bank."""
+    return f"{bank['name']}@v{bank['version']}"
+
+
+def _banks_text(banks: list[dict[str, Any]], removed_by_bank: dict[str, int]) -> str:
+    parts = []
+    for b in banks:
+        hits = removed_by_bank.get(_bank_key(b))
+        thr = f", threshold {b['threshold']}" if b.get("threshold") is not None else ""
+        hit_text = f", {hits} rows matched" if hits is not None else ""
+        parts.append(
+            f"{b['name']} v{b['version']} ({b['signal']}{thr}; {b['count']} entries; "
+            f"source: {b.get('source') or 'unstated'}{hit_text})"
+        )
+    return "; ".join(parts) if parts else "none"
+
+
+def _counts_text(by: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(by.items())) or "none"
+
+
+def _record_set(manifest: dict[str, Any], columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    fields = []
+    skipped = []
+    for col, arrow_type in columns:
+        dt = _data_type(arrow_type)
+        if dt is None:
+            skipped.append(f"{col} ({arrow_type})")
+            continue
+        fields.append(
+            {
+                "@type": "cr:Field",
+                "@id": f"{_RECORDSET}/{col}",
+                "name": col,
+                "description": f"Column '{col}' ({arrow_type}) of the metadata parquet shards.",
+                "dataType": dt,
+                "source": {"fileSet": {"@id": _SHARDS_FILESET}, "extract": {"column": col}},
+            }
+        )
+    if not fields:
+        return []
+    desc = f"One record per kept row ({manifest['counts']['rows_kept']} rows) of the cleaned metadata shards."
+    if skipped:
+        desc += " Columns not described (nested or binary): " + ", ".join(skipped) + "."
+    return [
+        {
+            "@type": "cr:RecordSet",
+            "@id": _RECORDSET,
+            "name": _RECORDSET,
+            "description": desc,
+            "field": fields,
+        }
+    ]
+
+
+def croissant(
+    manifest: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    name: str,
+    source_url: str | None = None,
+    description: str | None = None,
+    license: str | None = None,
+    columns: list[tuple[str, str]] | None = None,
+    version: str | None = None,
+    cite_as: str | None = None,
+    date_published: str | None = None,
+) -> dict[str, Any]:
+    """A Croissant 1.1 (+ RAI 1.0) JSON-LD document describing a cleaned release.
+
+    ``contentUrl`` values are the shard names relative to the release folder, so the document is
+    meant to sit beside the shards (``croissant.json``) and stays valid wherever the folder is copied.
+    ``columns`` ((name, arrow type) pairs, e.g. from :func:`parquet_columns`) adds a record set over
+    the parquet shards; without it the document describes files only. ``version``, ``cite_as`` and
+    ``date_published`` are passed through when given (Croissant recommends them); there is no default
+    date, because a clock would make the document differ between identical releases.
+    """
+    counts = manifest["counts"]
+    banks: list[dict[str, Any]] = manifest.get("banks", [])
+    removed_by_bank: dict[str, int] = summary.get("removed_by_bank", {})
+    quarantined: dict[str, int] = summary.get("quarantined_by_reason", {})
+    policy = manifest.get("policy", {})
+    source = source_url or manifest["input"]["dataset"]
+    # Without a URL the input is only known by expunge's local dataset id; a relative IRI would be
+    # resolved against wherever the document is published, so name it with a URN instead.
+    derived_from: dict[str, Any] = (
+        {"@id": source_url}
+        if source_url
+        else {"@id": f"urn:expunge:dataset:{source}", "@type": "prov:Entity", "prov:label": source}
+    )
+
+    distribution: list[dict[str, Any]] = [
+        {
+            "@type": "cr:FileObject",
+            "@id": s["name"],
+            "name": s["name"],
+            "description": f"Cleaned shard: {s['rows']} rows kept ({s['action']}).",
+            "contentUrl": s["name"],
+            "encodingFormat": _encoding(s["name"]),
+            "sha256": s["sha256"],
+        }
+        for s in manifest["shards"]
+    ]
+    parquet = [s["name"] for s in manifest["shards"] if _encoding(s["name"]) == _PARQUET]
+    record_sets: list[dict[str, Any]] = []
+    if parquet:
+        distribution.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": _SHARDS_FILESET,
+                "name": _SHARDS_FILESET,
+                "description": "All cleaned metadata parquet shards of this release.",
+                "encodingFormat": _PARQUET,
+                # Exact names (escaped), not a wildcard: removed.parquet sits in the same folder.
+                "includes": [glob.escape(n) for n in parquet],
+            }
+        )
+        if columns:
+            record_sets = _record_set(manifest, columns)
+
+    banks_text = _banks_text(banks, removed_by_bank)
+    doc: dict[str, Any] = {
+        "@context": _CONTEXT,
+        "@type": "sc:Dataset",
+        "name": name,
+        "description": description
+        or (
+            f"Cleaned release of {source}: {counts['rows_removed']} rows matching known-abuse hash lists "
+            f"removed and {counts['rows_quarantined']} unverifiable rows quarantined by {manifest['tool']}."
+        ),
+        "conformsTo": [CROISSANT_1_1, RAI_1_0],
+        "keywords": ["expunge", "cleaned"],
+        "identifier": f"merkle-sha256:{manifest['merkle_root']}",
+        "prov:wasDerivedFrom": derived_from,
+        "prov:wasGeneratedBy": {
+            "@type": "prov:Activity",
+            "prov:label": f"hash-list cleaning by {manifest['tool']}",
+        },
+        "distribution": distribution,
+        "rai:dataCollection": (
+            f"Derived from {source} ({counts['rows_in']} rows in {len(manifest['input']['shards'])} "
+            f"shards). No new data was collected; rows were only removed."
+        ),
+        "rai:dataPreprocessingProtocol": [
+            f"Every row was checked against these hash lists (banks): {banks_text}.",
+            f"Removal policy: {policy.get('remove', 'any finding of a listed bank')}. "
+            f"{counts['rows_removed']} rows removed; matches by signal (a row can match several): "
+            f"{_counts_text(counts.get('removed_by_signal', {}))}.",
+            f"Quarantine policy: {policy.get('quarantine', 'rows that cannot be checked')}. "
+            f"{counts['rows_quarantined']} rows quarantined; by reason: {_counts_text(quarantined)}.",
+            f"{counts['rows_kept']} of {counts['rows_in']} rows kept. The shards are bound by a Merkle root "
+            f"({manifest['merkle_root']}) in MANIFEST.json; `expunge verify` recomputes it.",
+        ],
+        "rai:dataManipulationProtocol": (
+            "Rows were deleted whole; kept rows are unchanged, and shards without any removed or "
+            "quarantined row are byte-identical copies of the source shards."
+        ),
+        "rai:dataLimitations": [
+            "Hash lists only catch material already known to and listed by the list providers; new or "
+            "unlisted material, and copies whose hash differs (re-encoded, resized, other URL forms not "
+            "covered by the listed signals), are not detected.",
+            f"{counts['rows_quarantined']} rows could not be checked ({_counts_text(quarantined)}) and "
+            "were held out of the release rather than kept unverified; they are not known to be abusive.",
+            "The release is only as current as the list versions named above; re-run against newer lists.",
+        ],
+        "rai:personalSensitiveInformation": [
+            "Rows flagged by a hash list were removed without being accessed by anyone: matching compares "
+            "hashes computed automatically (of URLs, or of image bytes for image signals), no person "
+            "views any row, and flagged content is not copied anywhere. removed.parquet records only "
+            "which rows were removed and why, never their content or the matched hash values.",
+        ],
+        "rai:dataUseCases": [
+            "A drop-in replacement for the source dataset with known-abuse material removed.",
+        ],
+        "rai:dataReleaseMaintenancePlan": (
+            "Re-run the cleaning when the hash lists are updated; only shards whose SHA-256 changes in "
+            "MANIFEST.json need to be re-downloaded."
+        ),
+    }
+    if source_url:
+        doc["url"] = source_url
+    for key, value in (
+        ("license", license),
+        ("version", version),
+        ("citeAs", cite_as),
+        ("datePublished", date_published),
+    ):
+        if value:
+            doc[key] = value
+    if record_sets:
+        doc["recordSet"] = record_sets
+    return doc
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Canonical JSON text of a document (stable key order), so identical releases give identical files."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _size_category(rows: int) -> str:
+    """The Hugging Face ``size_categories`` bucket for a row count."""
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+        (10_000_000_000, "1B<n<10B"),
+    ):
+        if rows < limit:
+            return label
+    return "n>1T" if rows >= 1_000_000_000_000 else "10B<n<100B"
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML scalar for any string: JSON strings are valid YAML double-quoted scalars."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def dataset_card(manifest: dict[str, Any], summary: dict[str, Any], *, name: str) -> str:
+    """A Hugging Face dataset-card snippet: YAML front matter plus a short section on the cleaning.
+
+    The YAML is written by hand (every string JSON-quoted, which YAML accepts) so the package needs no
+    YAML library, and the output is byte-stable.
+    """
+    counts = manifest["counts"]
+    banks: list[dict[str, Any]] = manifest.get("banks", [])
+    removed_by_bank: dict[str, int] = summary.get("removed_by_bank", {})
+    quarantined: dict[str, int] = summary.get("quarantined_by_reason", {})
+    lines = [
+        "---",
+        f"pretty_name: {_yaml_str(name)}",
+        "tags:",
+        "  - expunge",
+        "  - cleaned",
+        "size_categories:",
+        f"  - {_size_category(int(counts['rows_kept']))}",
+        "expunge:",
+        f"  tool: {_yaml_str(manifest['tool'])}",
+        f"  source: {_yaml_str(manifest['input']['dataset'])}",
+        f"  merkle_root: {_yaml_str(manifest['merkle_root'])}",
+        f"  rows_in: {int(counts['rows_in'])}",
+        f"  rows_kept: {int(counts['rows_kept'])}",
+        f"  rows_removed: {int(counts['rows_removed'])}",
+        f"  rows_quarantined: {int(counts['rows_quarantined'])}",
+    ]
+    if banks:
+        lines.append("  banks:")
+        for b in banks:
+            lines += [
+                f"    - name: {_yaml_str(str(b['name']))}",
+                f"      version: {_yaml_str(str(b['version']))}",
+                f"      signal: {_yaml_str(str(b['signal']))}",
+                f"      entries: {int(b['count'])}",
+                f"      rows_matched: {int(removed_by_bank.get(_bank_key(b), 0))}",
+            ]
+    else:
+        lines.append("  banks: []")
+    lines.append("---")
+    bank_rows = [
+        f"| {b['name']} | {b['version']} | {b['signal']} | {b['count']} | "
+        f"{removed_by_bank.get(_bank_key(b), 0)} |"
+        for b in banks
+    ]
+    body = [
+        "",
+        "## Known-abuse material removed",
+        "",
+        f"This release was cleaned with `{manifest['tool']}` from `{manifest['input']['dataset']}`: "
+        f"{counts['rows_removed']} of {counts['rows_in']} rows matched a known-abuse hash list and were "
+        f"removed, and {counts['rows_quarantined']} rows that could not be checked "
+        f"({_counts_text(quarantined)}) were quarantined. {counts['rows_kept']} rows remain.",
+        "",
+        "| bank | version | signal | entries | rows matched |",
+        "|---|---|---|---|---|",
+        *bank_rows,
+        "",
+        "A row can match more than one bank; every matching row was removed.",
+        "",
+        "Flagged rows were removed without being accessed by anyone: matching compares automatically "
+        "computed hashes, and no flagged content is copied into the release. Hash lists only catch "
+        "material already known to the list providers, so this is not a guarantee that no harmful content "
+        "remains.",
+        "",
+        "### Verify",
+        "",
+        f"`MANIFEST.json` lists every shard's SHA-256 and binds them with the Merkle root "
+        f"`{manifest['merkle_root']}`. To check the files you downloaded and the publisher's signature:",
+        "",
+        "```",
+        "expunge verify RELEASE --pubkey KEY",
+        "```",
+        "",
+    ]
+    return "\n".join(lines + body)

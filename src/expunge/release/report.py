@@ -1,0 +1,451 @@
+"""A one-page HTML report of a release: what was removed or quarantined, by what, where, and how to check it.
+
+The page is for people who must sign off on a release without running the tool: maintainers, auditors,
+legal. It is one self-contained file (inline CSS, charts as inline SVG drawn here) so it can be attached to
+a ticket or opened offline, and it needs no scripts, so it renders the same in any browser and under
+strict content-security policies.
+
+It is built only from aggregate counts (``summary.json``), the manifest's Merkle root and, given a store,
+the banks' version histories and the newest run ledger. It never opens the shards or the rows of
+``removed.parquet``: a report must never be a way to leak a flagged URL or caption.
+
+Rendering is deterministic: the same inputs give byte-identical HTML (no clock, no randomness, sorted
+keys), so a report can be diffed between releases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from expunge import atomic
+from expunge.store import Store
+
+REPORT = "report.html"
+SUMMARY = "summary.json"
+MANIFEST = "MANIFEST.json"
+
+# One distinct colour per chart, so a screenshot can tell the charts apart (the browser test relies on
+# this), and none of them is used for text or borders.
+COLORS: dict[str, str] = {
+    "signal": "#1f6fb4",
+    "bank": "#7040a8",
+    "removed": "#c8282d",
+    "quarantined": "#e89a0c",
+    "reason": "#9a5a1c",
+    "versions": "#14897c",
+    "timings": "#4b5a6b",
+}
+
+# Beyond this many shards, the shard chart shows the ones with the most removed or quarantined rows:
+# a release of 30,000 shards would otherwise draw a chart nobody can read. summary.json has them all.
+MAX_SHARDS = 40
+
+_CHART_WIDTH = 520
+_WIDE_WIDTH = 1060
+_ROW = 22
+_BAR = 14
+_CHAR = 7.2  # approximate width of one 12px label character, to size the label column
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One colour of bars in a chart: its name for the legend and tooltips, and its colour key."""
+
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One labelled group of bars: a value per series (in series order)."""
+
+    label: str
+    values: tuple[float, ...]
+    notes: tuple[str, ...] = ()  # extra tooltip text per series value, e.g. "+12 / -3"
+
+
+def _num(value: float) -> str:
+    """Counts with thousands separators; seconds with enough digits to compare stages."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def _bar_chart(
+    chart: str, series: list[_Series], rows: list[_Row], width: int = _CHART_WIDTH, unit: str = ""
+) -> str:
+    """A horizontal bar chart as inline SVG; one rect (with a <title> tooltip) per non-zero value.
+
+    Horizontal bars keep long labels (shard and bank names) readable without rotation. Zero values get no
+    rect, only their number, because a zero-size rect would look like a rendering bug.
+    """
+    longest = max((len(r.label) for r in rows), default=4)
+    label_w = int(min(260, max(60, longest * _CHAR + 12)))
+    value_w = 70
+    plot_w = max(100, width - label_w - value_w)
+    group_h = _ROW * len(series) if len(series) > 1 else _ROW
+    legend_h = 22 if len(series) > 1 else 0
+    height = legend_h + group_h * len(rows) + (6 * len(rows) if len(series) > 1 else 0) + 6
+    peak = max((v for r in rows for v in r.values), default=0.0) or 1.0
+    out = [
+        f'<svg data-chart="{escape(chart)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(chart)} chart">'
+    ]
+    if len(series) > 1:
+        x = label_w
+        for s in series:
+            out.append(
+                f'<rect class="key" x="{x}" y="4" width="12" height="12" fill="{COLORS[s.color]}"/>'
+                f'<text x="{x + 17}" y="14" class="lg">{escape(s.name)}</text>'
+            )
+            x += int(len(s.name) * _CHAR) + 40
+    y = legend_h
+    for row in rows:
+        mid = y + group_h / 2
+        out.append(
+            f'<text x="{label_w - 8}" y="{mid + 4:.1f}" text-anchor="end" class="lb">'
+            f"{escape(row.label)}</text>"
+        )
+        for i, (s, value) in enumerate(zip(series, row.values, strict=True)):
+            by = y + i * _ROW + (_ROW - _BAR) / 2
+            note = row.notes[i] if i < len(row.notes) and row.notes[i] else ""
+            tip = f"{row.label} · {s.name}: {_num(value)}{unit}" + (f" ({note})" if note else "")
+            bw = max(1.0, value / peak * plot_w) if value > 0 else 0.0
+            if bw > 0:
+                out.append(
+                    f'<rect x="{label_w}" y="{by:.1f}" width="{bw:.1f}" height="{_BAR}" '
+                    f'fill="{COLORS[s.color]}"><title>{escape(tip)}</title></rect>'
+                )
+            out.append(
+                f'<text x="{label_w + bw + 5:.1f}" y="{by + _BAR - 3:.1f}" class="vl">'
+                f"{_num(value)}{unit}</text>"
+            )
+        y += group_h + (6 if len(series) > 1 else 0)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _section(title: str, body: str, why: str = "", wide: bool = False) -> str:
+    cls = "card wide" if wide else "card"
+    lead = f'<p class="why">{escape(why)}</p>' if why else ""
+    return f'<section class="{cls}"><h2>{escape(title)}</h2>{lead}{body}</section>'
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{escape(text)}</p>'
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file, or None when it is absent or unreadable: the report shows what it can."""
+    try:
+        return atomic.read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _counts_chart(chart: str, color: str, name: str, counts: dict[str, int], empty: str) -> str:
+    if not any(counts.values()):
+        return _empty(empty)
+    rows = [_Row(k, (float(v),)) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return _bar_chart(chart, [_Series(name, color)], rows)
+
+
+def _shards_chart(shards: list[dict[str, Any]]) -> str:
+    hit = [s for s in shards if s.get("rows_removed", 0) or s.get("rows_quarantined", 0)]
+    if not hit:
+        return _empty("No shard had a row removed or quarantined.")
+    shown = hit
+    note = ""
+    if len(hit) > MAX_SHARDS:
+        shown = sorted(hit, key=lambda s: (-(s["rows_removed"] + s["rows_quarantined"]), s["name"]))
+        shown = sorted(shown[:MAX_SHARDS], key=lambda s: str(s["name"]))
+        note = f"The {MAX_SHARDS} shards with the most rows removed or quarantined of {len(hit):,} affected. "
+    untouched = len(shards) - len(hit)
+    if untouched:
+        note += f"{untouched:,} shard{'s' if untouched != 1 else ''} had nothing removed or quarantined."
+    rows = [
+        _Row(str(s["name"]), (float(s.get("rows_removed", 0)), float(s.get("rows_quarantined", 0))))
+        for s in shown
+    ]
+    chart = _bar_chart(
+        "shards",
+        [_Series("removed", "removed"), _Series("quarantined", "quarantined")],
+        rows,
+        width=_WIDE_WIDTH,
+    )
+    return chart + (f'<p class="note">{escape(note)}</p>' if note else "")
+
+
+def _bank_versions(store: Path, banks: list[dict[str, Any]]) -> str:
+    """Values per version of each bank the release used, marking the version it was cleaned against.
+
+    Seeing coverage grow (or shrink) over versions tells a reader whether an older release was cleaned
+    against a much smaller list, i.e. whether it is worth re-cleaning.
+    """
+    st = Store(store)
+    rows: list[_Row] = []
+    for bank in sorted(banks, key=lambda b: str(b.get("name", ""))):
+        name = str(bank.get("name", ""))
+        meta = _read_json(st.bank_dir(name) / "bank.json")
+        if not isinstance(meta, dict):
+            continue
+        for v in meta.get("versions", []):
+            used = " (used)" if v.get("version") == bank.get("version") else ""
+            rows.append(
+                _Row(
+                    f"{name} v{v.get('version')}{used}",
+                    (float(v.get("count", 0)),),
+                    (f"+{_num(v.get('added', 0))} / -{_num(v.get('removed', 0))} since the last version",),
+                )
+            )
+    if not rows:
+        return _empty("The store has no version history for the banks this release used.")
+    return _bar_chart("bank-versions", [_Series("values", "versions")], rows)
+
+
+def _newest_ledger(store: Path, release: Path) -> tuple[str, dict[str, Any]] | None:
+    """The newest run ledger that wrote this release; failing that, the newest of any run.
+
+    Ledger names start with a UTC timestamp, so name order is time order. A store is shared by many
+    releases, so the newest ledger overall may well belong to another one.
+    """
+    runs = store / "runs"
+    if not runs.is_dir():
+        return None
+    ledgers: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(runs.glob("*.json"), reverse=True):
+        data = _read_json(path)
+        if isinstance(data, dict) and isinstance(data.get("stages"), list):
+            ledgers.append((path.name, data))
+    target = release.resolve()
+    for name, data in ledgers:
+        out = data.get("out")
+        if isinstance(out, str) and Path(out).resolve() == target:
+            return name, data
+    return ledgers[0] if ledgers else None
+
+
+def _timings(store: Path, release: Path) -> str:
+    found = _newest_ledger(store, release)
+    if found is None:
+        return _empty("The store holds no run ledger.")
+    name, data = found
+    rows = [
+        _Row(str(s.get("stage", "?")), (float(s.get("seconds", 0.0)),))
+        for s in data["stages"]
+        if isinstance(s, dict)
+    ]
+    if not any(r.values[0] > 0 for r in rows):
+        return _empty(f"Ledger {name} records no stage timings.")
+    mine = Path(str(data.get("out", ""))).resolve() == release.resolve()
+    where = "" if mine else " It is the newest ledger in the store but was not written for this release."
+    note = f"From run ledger runs/{name} (command {data.get('command', '?')}).{where}"
+    chart = _bar_chart("timings", [_Series("seconds", "timings")], rows, unit=" s")
+    return chart + f'<p class="note">{escape(note)}</p>'
+
+
+def _verify_text(has_signature: bool) -> str:
+    sig = (
+        "The manifest is signed (<code>MANIFEST.json.minisig</code>): add <code>--pubkey KEY.pub</code>, "
+        "or check it with <code>minisign -Vm MANIFEST.json -p KEY.pub</code>. "
+        if has_signature
+        else "This manifest is not signed, so it proves integrity, not who published it. "
+    )
+    return (
+        "<p>Run <code>expunge verify RELEASE</code>, where RELEASE is the folder holding this report. It "
+        "recomputes every shard's SHA-256 and row count, checks that no shard is missing or added, and "
+        "recomputes the Merkle root above from the shard hashes listed in <code>MANIFEST.json</code>. "
+        + sig
+        + "Given the lists (<code>--list FILE:SIGNAL</code>), it also checks that no row of the release "
+        "matches them. It exits with status 1 and one line per mismatch.</p>"
+    )
+
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f5f7;color:#1d232b;font:14px/1.45 system-ui,-apple-system,"Segoe UI",
+Roboto,"DejaVu Sans",sans-serif}
+main{max-width:1120px;margin:0 auto;padding:20px}
+h1{font-size:22px;margin:0 0 2px}
+h2{font-size:15px;margin:0 0 6px}
+.sub{color:#5b6570;margin:0 0 14px}
+.stats{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-bottom:14px}
+.stat{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:10px 14px}
+.stat b{display:block;font-size:24px}
+.stat span{color:#5b6570}
+.stat.rm b{color:#a01f23}
+.stat.qt b{color:#8a5a00}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:12px 14px;overflow-x:auto}
+.card.wide{grid-column:1/-1}
+.why,.note,.empty{color:#5b6570;margin:0 0 6px;font-size:13px}
+.empty{font-style:italic}
+svg{display:block;max-width:100%;height:auto}
+svg text{font:12px system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;fill:#1d232b}
+svg text.vl{fill:#3c4650}
+code{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#eef0f3;padding:1px 4px;
+border-radius:3px}
+.root{word-break:break-all;display:block;padding:6px 8px;font-size:13px}
+.warn{border-left:4px solid #a01f23;padding-left:8px}
+"""
+
+
+def render_report(release: Path, store: Path | None = None) -> str:
+    """The report as HTML text, from ``release/summary.json``, its manifest and (optionally) the store.
+
+    The store is optional because a published release travels without it; without one, the bank
+    history and timing sections say so instead of failing.
+    """
+    summary = atomic.read_json(release / SUMMARY)
+    manifest = _read_json(release / MANIFEST)
+    rows_in = int(summary.get("rows_in", 0))
+
+    def share(n: int) -> str:
+        return f"{n / rows_in:.2%} of rows" if rows_in else "of 0 rows"
+
+    stats = [
+        (
+            "",
+            "rows in",
+            int(summary.get("rows_in", 0)),
+            f"{summary.get('dataset', {}).get('shards', 0)} shards",
+        ),
+        ("", "rows kept", int(summary.get("rows_kept", 0)), share(int(summary.get("rows_kept", 0)))),
+        (
+            "rm",
+            "rows removed",
+            int(summary.get("rows_removed", 0)),
+            share(int(summary.get("rows_removed", 0))),
+        ),
+        (
+            "qt",
+            "rows quarantined",
+            int(summary.get("rows_quarantined", 0)),
+            share(int(summary.get("rows_quarantined", 0))),
+        ),
+    ]
+    stat_html = "".join(
+        f'<div class="stat {cls}" data-stat="{escape(label)}"><b>{value:,}</b><span>{escape(label)} · '
+        f"{escape(extra)}</span></div>"
+        for cls, label, value, extra in stats
+    )
+
+    sections = [
+        _section(
+            "Removed by signal",
+            _counts_chart(
+                "signals",
+                "signal",
+                "rows removed",
+                summary.get("removed_by_signal", {}),
+                "No row was removed.",
+            ),
+            "Which kind of hash caught each removed row; a row caught by several signals counts once "
+            "per signal.",
+        ),
+        _section(
+            "Removed by bank",
+            _counts_chart(
+                "banks", "bank", "rows removed", summary.get("removed_by_bank", {}), "No row was removed."
+            ),
+            "Which list (at which version) caught them; a row on several lists counts once per list.",
+        ),
+        _section(
+            "By shard",
+            _shards_chart(list(summary.get("shards", []))),
+            "Rows removed and quarantined in each shard; shards without either are unchanged, hash included.",
+            wide=True,
+        ),
+        _section(
+            "Quarantined by reason",
+            _counts_chart(
+                "reasons",
+                "reason",
+                "rows quarantined",
+                summary.get("quarantined_by_reason", {}),
+                "No row was quarantined.",
+            ),
+            "Rows that could not be checked (no usable URL or image) are held back rather than published.",
+        ),
+    ]
+    low = int(summary.get("images_low_quality", 0))
+    if store is not None:
+        sections.append(
+            _section(
+                "Bank coverage over versions",
+                _bank_versions(store, list(summary.get("banks", []))),
+                "Values in each version of the banks used; hover a bar for what was added and removed.",
+            )
+        )
+        sections.append(
+            _section(
+                "Time per stage",
+                _timings(store, release),
+                "Wall-clock seconds of each pipeline stage in the newest run that wrote this release.",
+            )
+        )
+    else:
+        sections.append(
+            _section(
+                "Bank history and timings",
+                _empty("No store was given, so bank version history and stage timings are not shown."),
+            )
+        )
+    if low:
+        sections.append(
+            _section(
+                "Images below the PDQ quality floor",
+                f'<p class="warn" data-stat="images-low-quality"><b>{low:,}</b> image'
+                f"{'s' if low != 1 else ''} had a PDQ hash below the quality floor. They were counted but "
+                "never matched by PDQ (a low-quality hash matches too much); exact-hash signals still "
+                "applied.</p>",
+                wide=True,
+            )
+        )
+
+    root = manifest.get("merkle_root") if isinstance(manifest, dict) else None
+    root_html = (
+        f'<code class="root" data-merkle-root="{escape(str(root))}">{escape(str(root))}</code>'
+        if root
+        else _empty("No MANIFEST.json in this release, so there is no Merkle root to show.")
+    )
+    signed = (release / (MANIFEST + ".minisig")).is_file()
+    sections.append(
+        _section(
+            "Merkle root and how to verify",
+            root_html + _verify_text(signed),
+            "The root binds every output shard's name and SHA-256, in order: one hash to publish or sign.",
+            wide=True,
+        )
+    )
+    banks_used = ", ".join(
+        f"{b.get('name')} v{b.get('version')}"
+        for b in sorted(summary.get("banks", []), key=lambda b: str(b.get("name")))
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        "<title>expunge release report</title>"
+        f"<style>{_CSS}</style></head><body><main>"
+        "<h1>Release report</h1>"
+        f'<p class="sub">{escape(str(summary.get("tool", "expunge")))} · '
+        f"banks: {escape(banks_used or 'none')}"
+        " · counts only: no URL, caption or image is shown in this report.</p>"
+        f'<div class="stats">{stat_html}</div>'
+        f'<div class="grid">{"".join(sections)}</div>'
+        "</main></body></html>\n"
+    )
+
+
+def write_report(release: Path, store: Path | None = None) -> Path:
+    """Write ``release/report.html`` atomically, so a reader never sees half a report; return its path."""
+    path = release / REPORT
+    atomic.write_bytes(path, render_report(release, store).encode("utf-8"))
+    return path
+
+
+__all__ = ["COLORS", "MAX_SHARDS", "REPORT", "render_report", "write_report"]
