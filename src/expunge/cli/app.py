@@ -372,6 +372,20 @@ def apply_cmd(
     print_summary(summary, out_dir)
 
 
+@app.command("report")
+def report_cmd(
+    release: Annotated[Path, typer.Argument(help="A release folder written by 'expunge clean'.")],
+    store: Annotated[Path | None, typer.Option("--store", help="Store for bank history and timings.")] = None,
+) -> None:
+    """Write RELEASE/report.html: one self-contained page of charts, counts only, no flagged content."""
+    from expunge.release.report import write_report
+
+    if not (release / "summary.json").is_file():
+        raise ExpungeError("not a release folder (no summary.json)", release)
+    path = write_report(release, store)
+    out.print(f"report: {path}")
+
+
 @app.command("keygen")
 def keygen_cmd(
     prefix: Annotated[

@@ -36,6 +36,9 @@ from expunge.progress import NullReporter, Reporter
 from expunge.release import manifest as release_manifest
 from expunge.release import sign as release_sign
 from expunge.release.cover import CoverPlan, ShardCandidates, plan_cover
+from expunge.release.croissant import croissant, dataset_card, parquet_columns
+from expunge.release.croissant import dumps as croissant_dumps
+from expunge.release.report import write_report
 from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
@@ -376,6 +379,16 @@ class Pipeline:
                 data, self.sign_key, f"expunge release merkle_root={manifest['merkle_root']}"
             )
             atomic.write_bytes(out / (release_manifest.MANIFEST + ".minisig"), sig, tmp_dir)
+        # The human-facing files: a report, Croissant metadata and a dataset-card snippet. No timings in
+        # them, so a rerun writes the same bytes.
+        write_report(out, self.store.root, timings=False, tmp_dir=tmp_dir)
+        columns = parquet_columns(ds.shards[0].path) if ds.shards and ds.shards[0].path else None
+        name = Path(ds.root).name
+        doc = croissant(manifest, summary, name=name, columns=columns)
+        atomic.write_bytes(out / "croissant.json", croissant_dumps(doc).encode("utf-8"), tmp_dir)
+        atomic.write_bytes(
+            out / "README.md", dataset_card(manifest, summary, name=name).encode("utf-8"), tmp_dir
+        )
         if tmp_dir == state_dir / "tmp":
             shutil.rmtree(tmp_dir, ignore_errors=True)
         report = StageReport(

@@ -293,7 +293,7 @@ border-radius:3px}
 """
 
 
-def render_report(release: Path, store: Path | None = None) -> str:
+def render_report(release: Path, store: Path | None = None, *, timings: bool = True) -> str:
     """The report as HTML text, from ``release/summary.json``, its manifest and (optionally) the store.
 
     The store is optional because a published release travels without it; without one, the bank
@@ -383,7 +383,12 @@ def render_report(release: Path, store: Path | None = None) -> str:
         sections.append(
             _section(
                 "Time per stage",
-                _timings(store, release),
+                _timings(store, release)
+                if timings
+                else _empty(
+                    "Timings are kept out of the release so that reruns stay byte-identical; "
+                    "'expunge report RELEASE --store STORE' shows them."
+                ),
                 "Wall-clock seconds of each pipeline stage in the newest run that wrote this release.",
             )
         )
@@ -441,10 +446,12 @@ def render_report(release: Path, store: Path | None = None) -> str:
     )
 
 
-def write_report(release: Path, store: Path | None = None) -> Path:
+def write_report(
+    release: Path, store: Path | None = None, *, timings: bool = True, tmp_dir: Path | None = None
+) -> Path:
     """Write ``release/report.html`` atomically, so a reader never sees half a report; return its path."""
     path = release / REPORT
-    atomic.write_bytes(path, render_report(release, store).encode("utf-8"))
+    atomic.write_bytes(path, render_report(release, store, timings=timings).encode("utf-8"), tmp_dir)
     return path
 
 
