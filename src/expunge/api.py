@@ -53,6 +53,7 @@ class Options:
 
     store: str | Path = DEFAULT_STORE
     executor: str = "local"
+    address: str | None = None  # Ray cluster address (or RAY_ADDRESS); the local executor ignores it
     workers: int | None = None
     url_column: str | None = None
     caption_column: str | None = None
@@ -69,7 +70,7 @@ class _Session:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.store = Store(opts.store).ensure()
-        self.executor: Executor = make_executor(opts.executor, opts.workers)
+        self.executor: Executor = make_executor(opts.executor, opts.workers, opts.address)
         self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
         self.pipeline.quality_floor = opts.quality_floor
         self.pipeline.sign_key = Path(opts.sign_key) if opts.sign_key else None

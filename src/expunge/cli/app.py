@@ -33,7 +33,12 @@ out = Console()
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="State folder (banks, index, findings, runs).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local.")]
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", help="Where tasks run: local, or ray (a Ray cluster).")
+]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: auto or ray://host:port (default: RAY_ADDRESS).")
+]
 UrlColOpt = Annotated[str | None, typer.Option("--url-column", help="URL column (default: detected).")]
 CapColOpt = Annotated[
     str | None, typer.Option("--caption-column", help="Caption column (default: detected).")
@@ -62,8 +67,10 @@ def _opts(
     dihedral: bool = False,
     quality_floor: int = 50,
     max_pixels: int = 178_956_970,
+    address: str | None = None,
 ) -> api.Options:
     return api.Options(
+        address=address,
         dihedral=dihedral,
         quality_floor=quality_floor,
         max_pixels=max_pixels,
@@ -180,6 +187,7 @@ def index_cmd(
     store: StoreOpt = Path(api.DEFAULT_STORE),
     workers: WorkersOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
@@ -200,6 +208,7 @@ def index_cmd(
         dihedral,
         quality_floor,
         max_pixels,
+        address,
     )
     rep = api.index(dataset, banks=bank, opts=opts)
     out.print(
@@ -215,6 +224,7 @@ def match_cmd(
     store: StoreOpt = Path(api.DEFAULT_STORE),
     workers: WorkersOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
@@ -236,6 +246,7 @@ def match_cmd(
         dihedral,
         quality_floor,
         max_pixels,
+        address,
     )
     res = api.match(dataset, banks=bank, opts=opts)
     if as_json:
@@ -261,6 +272,7 @@ def clean_cmd(
     store: StoreOpt = Path(api.DEFAULT_STORE),
     workers: WorkersOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     url_column: UrlColOpt = None,
     caption_column: CapColOpt = None,
     key_column: KeyColOpt = None,
@@ -291,6 +303,7 @@ def clean_cmd(
         dihedral,
         quality_floor,
         max_pixels,
+        address,
     )
     opts.sign_key = sign
     opts.cover = cover

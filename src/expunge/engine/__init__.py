@@ -29,12 +29,19 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def make_executor(name: str = "local", workers: int | None = None) -> Executor:
+def make_executor(name: str = "local", workers: int | None = None, address: str | None = None) -> Executor:
     """The one place that knows the executor implementations."""
+    from expunge.errors import ExpungeError
+
     if name == "local":
         from expunge.engine.local import LocalExecutor
 
         return LocalExecutor(workers)
-    from expunge.errors import ExpungeError
-
-    raise ExpungeError(f"unknown executor {name!r} (available: local)")
+    if name == "ray":
+        try:
+            from expunge.engine.ray import RayExecutor
+        except ImportError:
+            raise ExpungeError("the ray executor needs Ray: pip install 'expunge[ray]'") from None
+        executor: Executor = RayExecutor(workers, address)
+        return executor
+    raise ExpungeError(f"unknown executor {name!r} (available: local, ray)")
