@@ -56,32 +56,24 @@ PixelsOpt = Annotated[
 DatasetArg = Annotated[list[str], typer.Argument(help="Parquet shards: a folder, a glob, or files.")]
 
 
-def _opts(
-    store: Path,
-    workers: int | None,
-    executor: str,
-    url_column: str | None,
-    caption_column: str | None,
-    key_column: str | None,
-    quiet: bool,
-    dihedral: bool = False,
-    quality_floor: int = 50,
-    max_pixels: int = 178_956_970,
-    address: str | None = None,
-) -> api.Options:
-    return api.Options(
-        address=address,
-        dihedral=dihedral,
-        quality_floor=quality_floor,
-        max_pixels=max_pixels,
-        store=store,
-        executor=executor,
-        workers=workers,
-        url_column=url_column,
-        caption_column=caption_column,
-        key_column=key_column,
-        reporter=RichReporter(quiet=quiet),
-    )
+_OPTION_NAMES = (
+    "store",
+    "workers",
+    "executor",
+    "address",
+    "url_column",
+    "caption_column",
+    "key_column",
+    "dihedral",
+    "quality_floor",
+    "max_pixels",
+)
+
+
+def _opts(given: dict[str, Any], quiet: bool) -> api.Options:
+    """api.Options from a command's own parameters (each command declares only the options it has)."""
+    chosen = {k: given[k] for k in _OPTION_NAMES if k in given}
+    return api.Options(**chosen, reporter=RichReporter(quiet=quiet))
 
 
 @app.callback(invoke_without_command=True)
@@ -197,19 +189,7 @@ def index_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Compute and store, once per shard, the digests that the banks' recipes need."""
-    opts = _opts(
-        store,
-        workers,
-        executor,
-        url_column,
-        caption_column,
-        key_column,
-        quiet,
-        dihedral,
-        quality_floor,
-        max_pixels,
-        address,
-    )
+    opts = _opts(locals(), quiet)
     rep = api.index(dataset, banks=bank, opts=opts)
     out.print(
         f"indexed {rep.shards_run} of {rep.shards_total} shards ({rep.details['rows_read']:,} rows read) "
@@ -235,19 +215,7 @@ def match_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Match the stored index against the banks (only new bank values are matched on a rerun)."""
-    opts = _opts(
-        store,
-        workers,
-        executor,
-        url_column,
-        caption_column,
-        key_column,
-        quiet,
-        dihedral,
-        quality_floor,
-        max_pixels,
-        address,
-    )
+    opts = _opts(locals(), quiet)
     res = api.match(dataset, banks=bank, opts=opts)
     if as_json:
         print(json.dumps(res["rows_matched_by_bank"], indent=2, sort_keys=True))
@@ -292,19 +260,7 @@ def clean_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Index, match and write the cleaned release: same shards, schema and row order, minus matches."""
-    opts = _opts(
-        store,
-        workers,
-        executor,
-        url_column,
-        caption_column,
-        key_column,
-        quiet or as_json,
-        dihedral,
-        quality_floor,
-        max_pixels,
-        address,
-    )
+    opts = _opts(locals(), quiet or as_json)
     opts.sign_key = sign
     opts.cover = cover
     summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
@@ -377,7 +333,7 @@ def apply_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Clean a derivative copy so it follows a release: keep only rows whose URL is in the release."""
-    opts = _opts(store, workers, "local", url_column, None, None, quiet or as_json)
+    opts = _opts(locals(), quiet or as_json)
     summary = api.apply(release, derivative, out_dir, lists=list_ or (), banks=bank, opts=opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
