@@ -8,6 +8,7 @@ Digests are always computed, even for images that do not decode: an exact-bytes 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +77,10 @@ def index_images(
     the metadata's last row, so they are still counted and can still be removed.
     """
     from expunge.signals.images import hash_image  # Pillow and PDQ load only when images are indexed
+
+    # Pillow reports some decoder trouble through logging; here it is counted and quarantined instead, and
+    # a worker process has no handler but logging's last resort, which would print to stderr.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
     errors: dict[str, int] = {}
     orphans: list[str] = []
