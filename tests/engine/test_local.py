@@ -47,3 +47,17 @@ def test_worker_errors_keep_file_and_place() -> None:
 def test_unknown_executor_is_a_clear_error() -> None:
     with pytest.raises(ExpungeError, match="unknown executor"):
         make_executor("spark")
+
+
+def test_workers_start_when_the_caller_is_a_script_on_standard_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    script = "from expunge.engine.local import LocalExecutor\n" \
+        "with LocalExecutor(2) as ex:\n" \
+        "    print(sorted(ex.map(abs, [-3, -2, -1, 0])))\n"  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 2, 3]"

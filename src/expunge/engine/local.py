@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def _main_without_a_bogus_file() -> Iterator[None]:
+    """Let workers start when the caller's ``__main__`` has no file (``python -`` or ``-c``).
+
+    Spawned and forkserver workers re-run the parent's main module from ``__main__.__file__``; for a script
+    read from standard input that is ``<stdin>``, which does not exist, and every worker would die. The
+    tasks never need the caller's main module, so it is hidden while workers start.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or os.path.isfile(path):
+        yield
+        return
+    delattr(main, "__file__")
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def default_workers() -> int:
@@ -45,14 +67,16 @@ class LocalExecutor:
             for item in items:
                 yield fn(item)
             return
-        pool = self._get_pool()
+        with _main_without_a_bogus_file():
+            pool = self._get_pool()
         # Bounded submission keeps memory flat however many shards there are.
         pending: set[Future[R]] = set()
         it = iter(items)
         limit = self.workers * 2
         try:
             for item in it:
-                pending.add(pool.submit(fn, item))
+                with _main_without_a_bogus_file():  # workers start (and restart) on submit
+                    pending.add(pool.submit(fn, item))
                 if len(pending) >= limit:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
