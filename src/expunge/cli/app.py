@@ -118,7 +118,9 @@ def lists_import(
         threshold=threshold,
     )
     if res.count == 0:
-        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(file))} holds no values: is it the right file?")
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] {escape(str(file))} holds no values: is it the right file?"
+        )
     if res.unchanged:
         out.print(f"bank [bold]{res.name}[/] unchanged at version {res.version} ({res.count:,} values)")
     else:
