@@ -73,9 +73,8 @@ def main() -> None:
         a = time.perf_counter() - t
         con = duckdb.connect(config={"threads": 2})
         columns = "{'column0': 'VARCHAR'}"
-        con.execute(
-            f"CREATE TABLE bank AS SELECT column0 AS h FROM read_csv('{lst}', header=false, columns={columns})"
-        )
+        source = f"read_csv('{lst}', header=false, columns={columns})"
+        con.execute(f"CREATE TABLE bank AS SELECT column0 AS h FROM {source}")
         t = time.perf_counter()
         con.execute(
             f"COPY (SELECT t.* EXCLUDE (filename), regexp_extract(t.filename, '[^/]+$') AS shard "
