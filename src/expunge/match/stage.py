@@ -111,13 +111,14 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     # Nearest first, so the kept finding of a (row, bank, value) is its smallest distance.
     keys = [("row", "ascending"), ("bank", "ascending"), ("value", "ascending"), ("distance", "ascending")]
     table = table.sort_by(keys)
-    rows = table.column("row").to_numpy()
-    banks = table.column("bank").to_pylist()
-    values = table.column("value").to_pylist()
-    keep = np.ones(table.num_rows, dtype=bool)
-    for i in range(1, table.num_rows):
-        if rows[i] == rows[i - 1] and banks[i] == banks[i - 1] and values[i] == values[i - 1]:
-            keep[i] = False
+    n = table.num_rows
+
+    def changed(name: str) -> np.ndarray:
+        col = table.column(name).combine_chunks()
+        return np.asarray(pc.not_equal(col.slice(1), col.slice(0, n - 1)).to_numpy(zero_copy_only=False))
+
+    # After the sort, a finding repeats the previous one exactly when none of its keys changed.
+    keep = np.concatenate(([True], changed("row") | changed("bank") | changed("value")))
     return table.filter(pa.array(keep)) if not keep.all() else table
 
 

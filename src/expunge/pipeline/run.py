@@ -298,7 +298,7 @@ class Pipeline:
             table = pq.read_table(path, columns=["row", "bank"])
             for bank in names:
                 sel = table.filter(pc.equal(table.column("bank"), bank))
-                out[bank] += len(set(sel.column("row").to_pylist()))
+                out[bank] += pc.count_distinct(sel.column("row")).as_py()
         return out
 
     # -- clean ---------------------------------------------------------------------------------------
