@@ -235,9 +235,10 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
     name = f"release-{man['merkle_root'][:12]}"
     with tempfile.TemporaryDirectory(prefix="expunge-keep-", dir=s.store.tmp) as tmp:
         listing = Path(tmp) / f"{name}.txt"
-        raw = np.ascontiguousarray(values).tobytes()
-        hexed = "\n".join(raw[i : i + 32].hex() for i in range(0, len(raw), 32))
-        listing.write_text(hexed + ("\n" if hexed else ""))
+        # One hex line per digest, built in C: a release has as many digests as rows.
+        hexed = np.frombuffer(np.ascontiguousarray(values).tobytes().hex().encode(), dtype=np.uint8)
+        lines = np.concatenate([hexed.reshape(len(values), 64), np.full((len(values), 1), 10, np.uint8)], axis=1)
+        listing.write_bytes(lines.tobytes())
         _import_list(
             s.store, listing, name, "release_keep", "canonical", f"release {man['merkle_root']}", "release"
         )
