@@ -237,7 +237,8 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
         listing = Path(tmp) / f"{name}.txt"
         # One hex line per digest, built in C: a release has as many digests as rows.
         hexed = np.frombuffer(np.ascontiguousarray(values).tobytes().hex().encode(), dtype=np.uint8)
-        lines = np.concatenate([hexed.reshape(len(values), 64), np.full((len(values), 1), 10, np.uint8)], axis=1)
+        newline = np.full((len(values), 1), ord("\n"), np.uint8)
+        lines = np.concatenate([hexed.reshape(len(values), 64), newline], axis=1)
         listing.write_bytes(lines.tobytes())
         _import_list(
             s.store, listing, name, "release_keep", "canonical", f"release {man['merkle_root']}", "release"
