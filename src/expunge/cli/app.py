@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -514,6 +515,16 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console | Non
     )
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for a refusal by the system: which file, and the system's reason by its errno only.
+
+    Arrow's I/O errors carry free text that can quote what was being parsed; only the errno is kept.
+    """
+    reason = os.strerror(exc.errno) if exc.errno else "input/output error"
+    files = [str(f) for f in (exc.filename, exc.filename2) if f]
+    return f"{' -> '.join(files)}: {reason}" if files else f"cannot read or write a file: {reason}"
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr, never a traceback."""
     err = Console(stderr=True)
@@ -526,6 +537,11 @@ def main() -> None:
         app()
     except ExpungeError as exc:
         err.print(f"[red]expunge: error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:  # the environment refused: a full disk, a read-only or missing folder
+        if debug:
+            raise
+        err.print(f"[red]expunge: error:[/] {escape(os_error_line(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("expunge: interrupted; rerun the same command to resume")

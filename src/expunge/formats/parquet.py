@@ -99,6 +99,8 @@ def detect_columns(
         raise ExpungeError(f"no column named {caption!r} for captions", path)
     if key is not None and key not in names:
         raise ExpungeError(f"no column named {key!r} for keys", path)
+    if found is not None:
+        check_text_type(open_file(path).schema_arrow.field(found).type, path, found)
     return ColumnMap(found, _pick(names, caption, CAPTION_COLUMNS), _pick(names, key, KEY_COLUMNS))
 
 
@@ -114,6 +116,50 @@ def iter_column(path: str, column: str) -> Iterator[pa.Array]:
         table = read_row_group(pf, path, i, start, [column])
         yield table.column(0).combine_chunks()
         start += n
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_null(t)
+    )
+
+
+def check_text_type(t: pa.DataType, path: str, column: str) -> None:
+    """Refuse, before any work, a URL column that is not text: hashing its repr would match nothing and
+    publish every row."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if _is_text(t) or t in (pa.string_view(), pa.binary_view()):
+        return
+    raise ExpungeError(
+        f"column {column!r} holds {t}, not text: it cannot be read as URLs (set --url-column)", path
+    )
+
+
+def as_text(values: pa.Array, path: str, column: str) -> pa.Array:
+    """A text column as plain string/binary arrays, whatever encoding the writer chose.
+
+    Dictionary-encoded and view-typed columns are valid Arrow spellings of the same strings; every
+    downstream kernel (hashing, canonicalisation, take) works on the plain layouts only.
+    """
+    check_text_type(values.type, path, column)
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if values.type == pa.string_view():
+        values = values.cast(pa.string())
+    elif values.type == pa.binary_view():
+        values = values.cast(pa.binary())
+    return values
+
+
+def iter_text(path: str, column: str) -> Iterator[pa.Array]:
+    """A text column (URLs), one row group at a time, in a layout every kernel accepts."""
+    for values in iter_column(path, column):
+        yield as_text(values, path, column)
 
 
 def read_row_group(
@@ -183,6 +229,33 @@ def settings_of(pf: pq.ParquetFile) -> WriteSettings:
     )
 
 
+_PLAIN = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+
+
+def _filter_column(column: pa.ChunkedArray, mask: pa.Array, path: str, name: str) -> pa.ChunkedArray:
+    """Arrow's filter has no kernel for view layouts (string_view, ...): take those through their
+    plain twin and back, so the rewritten shard keeps the source's exact schema."""
+    try:
+        return column.filter(mask)
+    except pa.ArrowNotImplementedError:
+        plain = _PLAIN.get(column.type)
+        if plain is None:
+            raise ExpungeError(
+                f"cannot rewrite column {name!r} of type {column.type} (no filter for it in Arrow)", path
+            ) from None
+        return column.cast(plain).filter(mask).cast(column.type)
+
+
+def _filter(table: pa.Table, mask: pa.Array, path: str) -> pa.Table:
+    try:
+        return table.filter(mask)
+    except pa.ArrowNotImplementedError:
+        columns = [
+            _filter_column(c, mask, path, n) for c, n in zip(table.columns, table.column_names, strict=True)
+        ]
+        return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
     """Write the rows of ``src`` where ``keep`` is true to ``dst``, as the source was written.
 
@@ -217,7 +290,7 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
             table = read_row_group(pf, src, i, start)
             start += n
             if not mask.all():
-                table = table.filter(pa.array(mask))
+                table = _filter(table, pa.array(mask), src)
             if table.num_rows == 0:
                 continue
             pending.append(table)

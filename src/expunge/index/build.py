@@ -210,7 +210,7 @@ def _index_urls(
         for name in names:
             tmp_paths[name] = stack.enter_context(atomic.atomic_path(out_dir / name, tmp_dir))
         try:
-            for urls in _batched(pqfmt.iter_column(task.shard_path, task.url_column)):
+            for urls in _batched(pqfmt.iter_text(task.shard_path, task.url_column)):
                 batch = UrlBatch(urls)
                 rows += len(batch)
                 if rows_needed:

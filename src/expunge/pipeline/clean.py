@@ -357,7 +357,7 @@ def _values_at(path: str, column: str, rows: list[int], *, binary: bool = False)
     out: list[Any] = []
     wanted = np.array(rows, dtype=np.int64)
     start = 0
-    for col in pqfmt.iter_column(path, column):
+    for col in pqfmt.iter_text(path, column) if binary else pqfmt.iter_column(path, column):
         n = len(col)
         lo, hi = np.searchsorted(wanted, [start, start + n])
         if hi > lo:
