@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from expunge.engine import Executor, make_executor
-from expunge.errors import ExpungeError
+from expunge.errors import ExpungeError, StaleShardError
 from expunge.lists.bank import BankInfo, ImportResult, load_info
 from expunge.lists.bank import import_list as _import_list
-from expunge.pipeline.run import Dataset, Pipeline, StageReport, bank_infos, open_dataset
+from expunge.pipeline.run import (
+    Dataset,
+    Pipeline,
+    StageReport,
+    bank_infos,
+    check_out_location,
+    open_dataset,
+)
 from expunge.progress import NullReporter, Reporter
 from expunge.signals import RECIPES, SIGNALS
-from expunge.store import Store
+from expunge.store import Store, folder_lock
 
 DEFAULT_STORE = ".expunge"
 
@@ -172,11 +179,26 @@ def clean(
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
             )
-        s.pipeline.index(ds, infos)
-        s.pipeline.match(ds, infos)
-        summary = s.pipeline.clean(ds, infos, Path(out), cover=s.opts.cover)
+        target = check_out_location(s.store, ds, Path(out))
+        with folder_lock(target, "the output folder"):
+            summary = _stages(s, ds, infos, target, s.opts.cover)
         s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
         return summary
+
+
+def _stages(s: _Session, ds: Dataset, infos: list[BankInfo], out: Path, cover: int) -> dict[str, Any]:
+    """Index, match, clean. A shard found changed behind an unchanged size and mtime is forgotten and
+    the stages run once more for it; a second change in the same run is refused."""
+    for attempt in (1, 2):
+        s.pipeline.index(ds, infos)
+        s.pipeline.match(ds, infos)
+        try:
+            return s.pipeline.clean(ds, infos, out, cover=cover)
+        except StaleShardError as exc:
+            if attempt == 2:
+                raise
+            s.pipeline.forget(ds, exc.shard)
+    raise AssertionError("unreachable")
 
 
 def apply(
@@ -202,9 +224,9 @@ def apply(
     with _Session(opts or Options()) as s:
         infos = _scope(s.store, banks, lists) if lists or banks else [_keep_bank(s, release, man)]
         ds = s.dataset(derivative)
-        s.pipeline.index(ds, infos)
-        s.pipeline.match(ds, infos)
-        summary = s.pipeline.clean(ds, infos, Path(out))
+        target = check_out_location(s.store, ds, Path(out))
+        with folder_lock(target, "the output folder"):
+            summary = _stages(s, ds, infos, target, 0)
         s.pipeline.write_ledger(
             "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
         )

@@ -28,3 +28,18 @@ class ExpungeError(Exception):
     def __reduce__(self) -> tuple[type[ExpungeError], tuple[str, str | None, str | None]]:
         # Worker processes raise these; pickling must keep the structured fields.
         return (ExpungeError, (self.message, self.path, self.where))
+
+
+class StaleShardError(ExpungeError):
+    """A shard's bytes differ from those that were indexed, though its size and mtime did not change.
+
+    The clean stage raises it before writing anything from that shard; the caller drops the shard's
+    index and runs the stages again, so a stale index can never choose which rows to publish.
+    """
+
+    def __init__(self, shard: str, path: str | Path | None = None) -> None:
+        self.shard = shard
+        super().__init__("shard content changed since it was indexed (its size and mtime did not)", path)
+
+    def __reduce__(self) -> tuple[type[StaleShardError], tuple[str, str | None]]:  # type: ignore[override]
+        return (StaleShardError, (self.shard, self.path))

@@ -115,6 +115,24 @@ def _locked(store: Store) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder`` for one run (an advisory lock on the folder itself, so no file is left in it).
+
+    Two runs writing one release folder, even from two stores, would tear it; the second is refused.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExpungeError(f"{what} is in use by another expunge process", folder) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def dataset_id(root: str) -> str:
     digest = hashlib.sha256(os.path.abspath(root).encode("utf-8")).hexdigest()[:12]
     return f"{_safe(Path(root).name)[:40]}-{digest}"

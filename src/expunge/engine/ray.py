@@ -72,7 +72,7 @@ class RayExecutor:
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if hasattr(exc, "cause") else None
             if isinstance(cause, ExpungeError):
-                raise ExpungeError(cause.message, cause.path, cause.where) from None
+                raise cause.with_traceback(None) from None
             raise
 
     def close(self) -> None:

@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.errors import StaleShardError
+from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
@@ -202,6 +204,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
             result.resumed = True
             return result
     tmp_dir = Path(task.tmp_dir)
+    _confirm_source(task)
     if task.tar_path:
         action = _write_tar_shard(task, gone, tmp_dir)
     elif task.folder_path:
@@ -266,6 +269,17 @@ def clean_shard(task: CleanTask) -> CleanResult:
     atomic.write_json(marker, marker_data, tmp_dir)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _confirm_source(task: CleanTask) -> None:
+    """The bytes about to be published must be the bytes that were indexed and matched.
+
+    The index trusts size and mtime to skip re-hashing; a shard rewritten in place with its mtime
+    restored would otherwise have the wrong rows removed and its flagged rows published.
+    """
+    files = Shard(task.shard_name, task.shard_path, task.tar_path, folder=task.folder_path).files
+    if content_sha256(files) != task.shard_sha256:
+        raise StaleShardError(task.shard_name, task.tar_path or task.folder_path or task.shard_path)
 
 
 def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:

@@ -304,7 +304,7 @@ class Pipeline:
     # -- clean ---------------------------------------------------------------------------------------
     def clean(self, ds: Dataset, banks: list[BankInfo], out: Path, cover: int = 0) -> dict[str, Any]:
         started = time.perf_counter()
-        out = out.absolute()
+        out = check_out_location(self.store, ds, out)
         _check_out(ds, out)
         # With a cover set the per-row reasons must stay private: markers and records go to the store.
         private = (
@@ -401,6 +401,13 @@ class Pipeline:
         self.ledger.append(asdict(report))
         return summary
 
+    def forget(self, ds: Dataset, shard: str) -> None:
+        """Drop what the store knows of one shard, so the next stages index and match it afresh."""
+        ds.state.pop(shard, None)
+        _save_dataset(self.store, ds)
+        for path in self._findings(ds, shard):
+            path.unlink(missing_ok=True)
+
     def _cover_plan(
         self, ds: Dataset, banks: list[BankInfo], k: int, key: bytes, url_scope: bool
     ) -> CoverPlan:
@@ -476,11 +483,62 @@ def _same_device(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
 
-def _check_out(ds: Dataset, out: Path) -> None:
-    root = Path(ds.root).absolute()
-    if out == root or root in out.parents or out in root.parents:
+# Files a release writes at its top level; a dataset file that would land on one of them is refused.
+RESERVED_NAMES = frozenset(
+    n.lower()
+    for n in (
+        release_manifest.MANIFEST,
+        release_manifest.MANIFEST + ".minisig",
+        "summary.json",
+        "removed.parquet",
+        "croissant.json",
+        "README.md",
+        "report.html",
+        STATE_DIR,
+    )
+)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
+    """Refuse an output folder that would overwrite or publish what it must not; returns it resolved.
+
+    Paths are compared after resolving symlinks: a link to the dataset, or a dataset reached through
+    a link, is the same folder. Checked before anything is created.
+    """
+    out = out.resolve()
+    root = Path(ds.root).resolve()
+    if _inside(out, root) or _inside(root, out):
         raise ExpungeError("the output folder must not contain, or lie inside, the dataset", out)
+    store_root = store.root.resolve()
+    if _inside(out, store_root) or _inside(store_root, out):
+        raise ExpungeError("the output folder must not contain, or lie inside, the store", out)
+    for shard in ds.shards:
+        inputs = [*shard.files, *(p for p in (shard.stats,) if p)]
+        if shard.folder:
+            inputs.append(shard.folder)
+        for f in inputs:
+            if _inside(Path(f).resolve(), out):
+                raise ExpungeError("a dataset file lies inside the output folder (through a link?)", f)
+        outputs = [shard.name] + [
+            os.path.relpath(p, ds.root).replace(os.sep, "/") for p in (shard.path, shard.stats) if p
+        ]
+        for name in outputs:
+            if name.split("/", 1)[0].lower() in RESERVED_NAMES:
+                raise ExpungeError(
+                    "this name is reserved for the release's own records; rename the file",
+                    Path(ds.root) / name,
+                )
+    return out
+
+
+def _check_out(ds: Dataset, out: Path) -> None:
     is_release = (out / STATE_DIR).is_dir() or (out / release_manifest.MANIFEST).is_file()
+    if out.exists() and not out.is_dir():
+        raise ExpungeError("the output path exists and is not a folder", out)
     if out.exists() and any(out.iterdir()) and not is_release:
         raise ExpungeError("output folder exists, is not empty and is not an expunge release", out)
 
