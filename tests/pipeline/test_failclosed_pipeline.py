@@ -234,8 +234,11 @@ def test_read_only_store_and_output_are_one_line(tmp_path: Path, small_mount) ->
 
 
 def test_folder_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    with folder_lock(tmp_path / "o", "the output folder"), pytest.raises(ExpungeError, match="in use"):
-        with folder_lock(tmp_path / "o", "the output folder"):
-            pass
+    with (
+        folder_lock(tmp_path / "o", "the output folder"),
+        pytest.raises(ExpungeError, match="in use"),
+        folder_lock(tmp_path / "o", "the output folder"),
+    ):
+        pass
     with folder_lock(tmp_path / "o", "the output folder"):  # released on exit
         pass
