@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from expunge.errors import ExpungeError
-from expunge.lists.bank import added_since, import_list, load_bank, load_info, read_values
+from expunge.lists.bank import (
+    added_since,
+    import_list,
+    load_bank,
+    load_info,
+    read_values,
+    values_path,
+)
 from expunge.signals.urlcanon import canonicalize
 from expunge.store import Store
 
@@ -53,7 +60,7 @@ def _rows(arr: np.ndarray) -> list[bytes]:
 
 def _stored(store: Store, name: str) -> list[bytes]:
     info = load_info(store, name)
-    return _rows(read_values(store.bank_dir(name) / "values.parquet", info.width))
+    return _rows(read_values(values_path(store.bank_dir(name), info.version), info.width))
 
 
 def _delta(store: Store, name: str, version: int, kind: str, width: int) -> list[bytes]:
@@ -201,7 +208,7 @@ def test_reimport_same_values_in_another_file_is_unchanged(store: Store, tmp_pat
     import_list(store, _hexlist(tmp_path / "a" / "l.txt", values), signal="url_md5")
     before = _snapshot(store.root / "banks")
     shuffled = _hexlist(tmp_path / "b" / "l.txt", values[::-1] + values, header="# reordered\n\n")
-    res = import_list(store, shuffled, signal="url_md5")
+    res = import_list(store, shuffled, name="l", signal="url_md5")
     assert res.unchanged and res.version == 1
     assert _snapshot(store.root / "banks") == before
 
@@ -209,7 +216,7 @@ def test_reimport_same_values_in_another_file_is_unchanged(store: Store, tmp_pat
 def test_newer_file_makes_a_version_with_exact_deltas(store: Store, tmp_path: Path) -> None:
     a, b, c, d, e = _digests("url_sha1", "a", "b", "c", "d", "e")
     r1 = import_list(store, _hexlist(tmp_path / "1" / "p.txt", [a, b, c]), signal="url_sha1")
-    r2 = import_list(store, _hexlist(tmp_path / "2" / "p.txt", [b, c, d, e, d]), signal="url_sha1")
+    r2 = import_list(store, _hexlist(tmp_path / "2" / "p.txt", [b, c, d, e, d]), name="p", signal="url_sha1")
     assert (r1.version, r1.count, r1.added, r1.removed) == (1, 3, 3, 0)
     assert (r2.version, r2.count, r2.added, r2.removed, r2.unchanged) == (2, 4, 2, 1, False)
     assert _stored(store, "p") == sorted([b, c, d, e])
@@ -224,9 +231,11 @@ def test_newer_file_makes_a_version_with_exact_deltas(store: Store, tmp_path: Pa
     ]
 
     # v3 drops everything; v4 brings one old value back.
-    r3 = import_list(store, _write(tmp_path / "3" / "p.txt", "# emptied\n"), signal="url_sha1")
+    r3 = import_list(
+        store, _write(tmp_path / "3" / "p.txt", "# emptied\n"), name="p", signal="url_sha1", allow_empty=True
+    )
     assert (r3.version, r3.count, r3.added, r3.removed) == (3, 0, 0, 4)
-    r4 = import_list(store, _hexlist(tmp_path / "4" / "p.txt", [a]), signal="url_sha1")
+    r4 = import_list(store, _hexlist(tmp_path / "4" / "p.txt", [a]), name="p", signal="url_sha1")
     assert (r4.version, r4.count, r4.added, r4.removed) == (4, 1, 1, 0)
 
     def since(v: int) -> list[bytes]:
@@ -247,7 +256,7 @@ def test_load_bank_holds_the_current_values(store: Store, tmp_path: Path) -> Non
     bank = load_bank(store, "k")
     q = np.array([a, b, c], dtype="S16")
     assert bank.values.contains(q).tolist() == [True, True, False]
-    import_list(store, _hexlist(tmp_path / "2" / "k.txt", [b, c]), signal="url_md5")
+    import_list(store, _hexlist(tmp_path / "2" / "k.txt", [b, c]), name="k", signal="url_md5")
     with pytest.raises(ExpungeError, match="changed during the run"):
         load_bank(store, "k", expect_version=1)
     bank = load_bank(store, "k", expect_version=2)
@@ -421,9 +430,11 @@ def test_import_round_trip(signal: str, data: st.DataObject, crlf: bool, bom: bo
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "store")
-        r1 = import_list(store, _write(Path(tmp) / "1" / "b.txt", text(first)), signal=signal)
+        first_file = _write(Path(tmp) / "1" / "b.txt", text(first))
+        r1 = import_list(store, first_file, signal=signal, allow_empty=True)
         assert _stored(store, "b") == sorted(set(first))
-        r2 = import_list(store, _write(Path(tmp) / "2" / "b.txt", text(second)), signal=signal)
+        second_file = _write(Path(tmp) / "2" / "b.txt", text(second))
+        r2 = import_list(store, second_file, name="b", signal=signal, allow_empty=True)
         assert _stored(store, "b") == sorted(set(second))
         assert r2.added == len(set(second) - set(first))
         assert r2.removed == len(set(second) ^ set(first)) - r2.added

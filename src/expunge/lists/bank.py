@@ -2,12 +2,18 @@
 
 Re-importing a newer file of the same bank makes a new version and records which values were added
 and removed, so matching can be incremental (only the added values are matched against a stored index).
+
+``bank.json`` is the single commit point of an import. Every other file of a version is named by its
+version (``values-vNNNN.parquet``, ``deltas/vNNNN.added.parquet``, ``deltas/vNNNN.removed.parquet``)
+and written before ``bank.json`` is atomically replaced, and readers only follow ``bank.json``: a crash
+at any point leaves the previous version whole, and the rerun writes the new version afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +43,7 @@ class BankInfo:
     width: int
     versions: list[dict[str, Any]] = field(default_factory=list)
     threshold: int | None = None  # Hamming distance for perceptual banks (PDQ); None for exact banks
+    origin: str | None = None  # absolute path of the file the current version came from (None: older stores)
 
     @property
     def version(self) -> int:
@@ -62,8 +69,13 @@ class BankInfo:
         }
 
 
+BANK_JSON = "bank.json"
+LEGACY_VALUES = "values.parquet"  # the unversioned values file of stores written before bank.json named it
+_DELTA = re.compile(r"^v(\d+)\.(added|removed)\.parquet$")
+
+
 def load_info(store: Store, name: str) -> BankInfo:
-    path = store.bank_dir(name) / "bank.json"
+    path = store.bank_dir(name) / BANK_JSON
     if not path.is_file():
         raise ExpungeError(f"no bank named {name!r} in the store (see 'expunge lists ls')", store.root)
     data = atomic.read_json(path)
@@ -71,7 +83,21 @@ def load_info(store: Store, name: str) -> BankInfo:
 
 
 def _save_info(store: Store, info: BankInfo) -> None:
-    atomic.write_json(store.bank_dir(info.name) / "bank.json", info.__dict__, store.tmp)
+    atomic.write_json(store.bank_dir(info.name) / BANK_JSON, info.__dict__, store.tmp)
+
+
+def _values_file(bank_dir: Path, entry: dict[str, Any]) -> Path:
+    return bank_dir / str(entry.get("values_file", LEGACY_VALUES))
+
+
+def values_path(bank_dir: Path, version: int) -> Path:
+    """The values file of a committed version, as ``bank.json`` names it: never a file written by an
+    import that died before its commit."""
+    data = atomic.read_json(bank_dir / BANK_JSON)
+    for entry in data.get("versions", []):
+        if int(entry["version"]) == version:
+            return _values_file(bank_dir, entry)
+    raise ExpungeError(f"bank version {version} is not in bank.json", bank_dir)
 
 
 def _sorted_unique(values: list[bytes], width: int) -> np.ndarray:
@@ -119,6 +145,88 @@ class ImportResult:
     added: int
     removed: int
     unchanged: bool
+    note: str | None = None  # one line for the user: a derived name that was disambiguated, a re-pointed bank
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bank names. A bank's folder name folds case (on some file systems) and characters outside
+# [A-Za-z0-9._-] (always) and keeps 60 characters: two names can share one folder. A name derived from
+# a file's stem is therefore checked against the file the folder's bank came from, and a different
+# file gets its own bank, named deterministically from its absolute path.
+
+
+def _origin(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _occupant(store: Store, name: str) -> BankInfo | None:
+    """The bank whose folder ``name`` would use, also when it differs only by case."""
+    want = store.bank_dir(name).name
+    names = store.bank_names()
+    hit = want if want in names else next((n for n in names if n.lower() == want.lower()), None)
+    return load_info(store, hit) if hit is not None else None
+
+
+def _derived_name(store: Store, path: Path, origin: str) -> tuple[str, str | None]:
+    """The bank a list file without ``--name`` goes to, and a note when it is not its bare stem."""
+    stem = path.stem or "list"
+    occ = _occupant(store, stem)
+    if occ is None or occ.origin == origin:
+        return (occ.name if occ is not None else stem), None
+    alt = f"{store.bank_dir(stem).name[:40]}-{hashlib.sha256(origin.encode()).hexdigest()[:12]}"
+    occ_alt = _occupant(store, alt)
+    if occ_alt is not None and occ_alt.origin == origin:
+        return occ_alt.name, None
+    if occ_alt is not None:
+        raise ExpungeError(
+            f"bank names {occ.name!r} and {occ_alt.name!r} are taken by other files: give this list a --name",
+            path,
+        )
+    return alt, (
+        f"bank {occ.name!r} holds the list from {occ.origin or 'another file'}; this file is bank {alt!r} "
+        f"(to make it a new version of {occ.name!r} instead, import it with --name {occ.name})"
+    )
+
+
+def _resolve_name(store: Store, path: Path, name: str | None, origin: str) -> tuple[str, str | None]:
+    if name is None:
+        return _derived_name(store, path, origin)
+    occ = _occupant(store, name)
+    if occ is not None and occ.name != name:
+        raise ExpungeError(
+            f"bank name {name!r} would share a folder with bank {occ.name!r} (names are compared without "
+            "case and with characters other than letters, digits, '.', '_' and '-' folded): choose another "
+            "--name",
+            path,
+        )
+    if occ is not None and occ.origin != origin:
+        return name, (
+            f"bank {name!r} was imported from {occ.origin or 'another file'}; as --name asks, this file "
+            "makes its next version (its values replace the bank's)"
+        )
+    return name, None
+
+
+def _empty_error(path: Path) -> ExpungeError:
+    return ExpungeError(
+        "the list holds no values (only comments, blank lines or a header?): an empty list removes "
+        "nothing; give --allow-empty if that is intended",
+        path,
+    )
+
+
+def _collect_garbage(bdir: Path, info: BankInfo) -> None:
+    """After a commit: files no version of ``bank.json`` can reach (older values, dead imports' deltas)."""
+    keep = _values_file(bdir, info.versions[-1]).name
+    for p in bdir.glob("values*.parquet"):
+        if p.name != keep:
+            p.unlink(missing_ok=True)
+    deltas = bdir / "deltas"
+    if deltas.is_dir():
+        for p in deltas.iterdir():
+            m = _DELTA.match(p.name)
+            if m is not None and int(m.group(1)) > info.version:
+                p.unlink(missing_ok=True)
 
 
 def import_list(
@@ -132,19 +240,32 @@ def import_list(
     fmt: str = "auto",
     column: str | None = None,
     threshold: int | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> ImportResult:
-    """Parse, validate and store a list as a new bank version. Any bad line refuses the whole file."""
+    """Parse, validate and store a list as a new bank version. Any bad line refuses the whole file, and
+    so does a list with no values unless ``allow_empty``: an empty list would remove nothing, silently.
+
+    Without ``name``, the bank is named after the file's stem; a different file whose stem names the
+    same folder gets its own bank (stem plus a hash of its absolute path), never a version of another
+    file's bank. With ``name``, a different file makes the next version of that bank, and the result
+    carries a note saying so.
+    """
     store.ensure()
     if not path.is_file():
         raise ExpungeError("list file not found", path)
+    origin = _origin(path)
+    name, note = _resolve_name(store, path, name, origin)
     file_sha = _file_sha256(path)
-    if (store.bank_dir(name or path.stem) / "bank.json").is_file():
+    if (store.bank_dir(name) / BANK_JSON).is_file():
         # Re-importing the file a bank was last built from changes nothing: skip the parse.
-        known = load_info(store, name or path.stem)
+        known = load_info(store, name)
         last = known.versions[-1] if known.versions else {}
         same_threshold = threshold is None or threshold == known.threshold
         same_kind = signal in (None, known.signal) and recipe in (None, known.recipe)
         if last.get("file_sha256") == file_sha and same_threshold and same_kind:
+            if known.count == 0 and not allow_empty:
+                raise _empty_error(path)
             return ImportResult(known.name, known.version, known.count, 0, 0, True)
     parsed = read_tokens(path, fmt, column)
     if signal is None:
@@ -152,6 +273,8 @@ def import_list(
     elif parsed.signal is not None and parsed.signal != signal:
         raise ExpungeError(f"the file names signal type {parsed.signal}, but {signal} was asked for", path)
     if signal is None:
+        if len(parsed.tokens) == 0 and not allow_empty:
+            raise _empty_error(path)
         raise ExpungeError("signal type unknown: give it (e.g. FILE:url_md5 or --signal url_md5)", path)
     if signal not in SIGNALS:
         raise ExpungeError(f"unknown signal type {signal!r} (known: {', '.join(SIGNALS)})", path)
@@ -171,9 +294,10 @@ def import_list(
         new = _sorted_unique(values, st.width)
     else:
         new = sorted_unique(hex_digests(parsed, st.width, st.name))
-    name = name or path.stem
+    if len(new) == 0 and not allow_empty:
+        raise _empty_error(path)
     bdir = store.bank_dir(name)
-    if (bdir / "bank.json").is_file():
+    if (bdir / BANK_JSON).is_file():
         info = load_info(store, name)
         if (info.signal, info.recipe) != (signal, recipe):
             raise ExpungeError(
@@ -181,7 +305,7 @@ def import_list(
                 "(choose another --name)",
                 path,
             )
-        old = read_values(bdir / "values.parquet", st.width)
+        old = read_values(_values_file(bdir, info.versions[-1]), st.width)
     else:
         info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe), st.width)
         old = np.empty(0, dtype=f"S{st.width}")
@@ -199,11 +323,14 @@ def import_list(
     if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
         return ImportResult(name, info.version, info.count, 0, 0, True)
     version = info.version + 1
+    # Every file of the new version first, under names no committed version uses; bank.json last.
+    values_file = f"values-v{version:04d}.parquet"
     _write_values(bdir / "deltas" / f"v{version:04d}.added.parquet", added, st.width, store)
     _write_values(bdir / "deltas" / f"v{version:04d}.removed.parquet", removed, st.width, store)
-    _write_values(bdir / "values.parquet", new, st.width, store)
+    _write_values(bdir / values_file, new, st.width, store)
     if source:
         info.source = source
+    info.origin = origin
     categories = parsed.categories
     info.versions.append(
         {
@@ -211,6 +338,7 @@ def import_list(
             "label": label or dt.date.today().isoformat(),
             "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "file": path.name,
+            "path": origin,
             "file_sha256": file_sha,
             "format": parsed.format,
             "count": len(new),
@@ -219,10 +347,12 @@ def import_list(
             "removed": len(removed),
             "categories": categories,
             "threshold": info.threshold,
+            "values_file": values_file,
         }
     )
-    _save_info(store, info)
-    return ImportResult(name, version, len(new), len(added), len(removed), False)
+    _save_info(store, info)  # the commit
+    _collect_garbage(bdir, info)
+    return ImportResult(name, version, len(new), len(added), len(removed), False, note)
 
 
 @dataclass(frozen=True)
@@ -253,7 +383,7 @@ def prefix64(values: np.ndarray, width: int) -> np.ndarray:
 def _load_cached(bank_dir: str, version: int, width: int) -> SortedSet:
     from expunge.match.exact import SortedSet
 
-    return SortedSet.build(read_values(Path(bank_dir) / "values.parquet", width))
+    return SortedSet.build(read_values(values_path(Path(bank_dir), version), width))
 
 
 def load_bank(store: Store, name: str, expect_version: int | None = None) -> LoadedBank:

@@ -101,13 +101,18 @@ def _content(line: str) -> str | None:
 
 
 def read_plain(path: Path, column: str | None = None) -> ListFile:
-    """One value per line; ``#`` comment lines and blank lines are skipped."""
+    """One value per line; ``#`` comment lines and blank lines are skipped (no value starts with ``#``)."""
     entries = [Entry(n, None, c) for n, raw in _text_lines(path) if (c := _content(raw)) is not None]
     return ListFile(path, "plain", entries)
 
 
 def read_pytx(path: Path, column: str | None = None) -> ListFile:
-    """python-threatexchange's ``<signal_type> <value>`` lines; anything after the value is ignored."""
+    """python-threatexchange's ``<signal_type> <value>`` lines; anything after the value is ignored.
+
+    python-threatexchange itself writes no comments, but whole-line ``#`` comments are skipped as in
+    plain text (expunge's synthetic lists carry one): no signal type starts with ``#``, so a skipped
+    line can never be a listed value.
+    """
     entries: list[Entry] = []
     seen: str | None = None
     for n, raw in _text_lines(path):
@@ -130,9 +135,13 @@ def read_pytx(path: Path, column: str | None = None) -> ListFile:
 
 
 def read_csv(path: Path, column: str | None = None) -> ListFile:
-    """CSV with a header: a value column (named, or detected) plus optional id/category columns."""
+    """CSV with a header: a value column (named, or detected) plus optional id/category columns.
+
+    CSV has no comment syntax: a row whose first field starts with ``#`` is a data row like any other
+    (skipping it could drop a listed value). Only blank lines, which hold no field, are skipped.
+    """
     lines = list(_text_lines(path))
-    body = [(n, t) for n, t in lines if t.strip() and not t.lstrip().startswith("#")]
+    body = [(n, t) for n, t in lines if t.strip()]
     if not body:
         return ListFile(path, "csv", [])
     header_line, header_text = body[0]

@@ -153,10 +153,10 @@ def _threshold_changed(store: Store, name: str, since: int) -> bool:
 @lru_cache(maxsize=4)
 def _hamming_index(bank_dir: str, version: int, values_bytes: int) -> HammingIndex:
     """One index per bank version per worker process, reused for every shard it matches."""
-    from expunge.lists.bank import read_values
+    from expunge.lists.bank import read_values, values_path
     from expunge.match.hamming import HammingIndex
 
-    return HammingIndex.build(read_values(Path(bank_dir) / "values.parquet", 32))
+    return HammingIndex.build(read_values(values_path(Path(bank_dir), version), 32))
 
 
 def _find(
