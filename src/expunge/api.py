@@ -212,8 +212,8 @@ def apply(
 ) -> dict[str, Any]:
     """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
 
-    Without lists, the release is a keep-list (LAION's way): a derivative row stays only if its URL, in
-    Safe Browsing canonical form, is a URL of the release; every other row is removed as not in the
+    Without lists, the release is a keep-list (LAION's way): a derivative row stays only if its URL,
+    byte for byte, is a URL of the release; every other row is removed as not in the
     release. With lists (or banks), the derivative is matched against them instead. Either way the row
     accounting, containment and resumability of ``clean`` hold.
     """
@@ -234,7 +234,7 @@ def apply(
 
 
 def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
-    """A bank of the release's canonical URL digests, built from an index of the release itself."""
+    """A bank of the release's exact-URL digests, built from an index of the release itself."""
     import tempfile
 
     import numpy as np
@@ -243,8 +243,8 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
     from expunge.lists.bank import sorted_unique
     from expunge.match.exact import fixed_to_numpy
 
-    feature = "url:canonical:sha256"
-    probe = BankInfo("release-keep", "release_keep", "canonical", "release", feature, 32)
+    feature = "url:raw:sha256"
+    probe = BankInfo("release-keep", "release_keep", "raw", "release", feature, 32)
     shards = [str(release / sh["name"]) for sh in man["shards"]]
     rel = open_dataset(s.store, shards, s.opts.url_column, None, None)
     s.pipeline.index(rel, [probe])
@@ -263,6 +263,6 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
         lines = np.concatenate([hexed.reshape(len(values), 64), newline], axis=1)
         listing.write_bytes(lines.tobytes())
         _import_list(
-            s.store, listing, name, "release_keep", "canonical", f"release {man['merkle_root']}", "release"
+            s.store, listing, name, "release_keep", "raw", f"release {man['merkle_root']}", "release"
         )
     return load_info(s.store, name)

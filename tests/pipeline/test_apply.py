@@ -84,3 +84,30 @@ def test_apply_through_the_cli(small_ds: SmallDataset, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["rows_removed"] > 0 and not any(u in proc.stdout + proc.stderr for u in flagged)
+
+
+def test_apply_keeps_only_exact_url_bytes_of_the_release(tmp_path: Path) -> None:
+    """A raw-recipe list flags one spelling; the release kept another spelling of the same canonical URL.
+    The derivative's flagged spelling must not ride through on the canonical form (issue 8, defect 5)."""
+    import hashlib
+
+    kept_form = "http://flagged.example/x.jpg"
+    flagged_form = "http://FLAGGED.example/x.jpg"  # the same URL under Safe Browsing canonicalisation
+    others = [f"https://img.photos.example/{i}.jpg" for i in range(20)]
+    (tmp_path / "ds").mkdir()
+    pq.write_table(pa.table({"url": [kept_form, flagged_form, *others]}), tmp_path / "ds" / "a.parquet")
+    listing = tmp_path / "synthetic.txt"
+    listing.write_text(hashlib.md5(flagged_form.encode()).hexdigest() + "\n")
+    opts = api.Options(store=tmp_path / "store", workers=1)
+    api.clean([str(tmp_path / "ds")], tmp_path / "release", lists=[f"{listing}:url_md5"], opts=opts)
+    assert flagged_form not in pq.read_table(tmp_path / "release" / "a.parquet").column("url").to_pylist()
+    (tmp_path / "deriv").mkdir()
+    pq.write_table(
+        pa.table({"url": [flagged_form, kept_form.upper().replace("HTTP://", "http://"), *others[:5]]}),
+        tmp_path / "deriv" / "d.parquet",
+    )
+    summary = api.apply(tmp_path / "release", [str(tmp_path / "deriv")], tmp_path / "out", opts=opts)
+    kept = pq.read_table(tmp_path / "out" / "d.parquet").column("url").to_pylist()
+    assert flagged_form not in kept
+    assert kept == others[:5]
+    assert summary["rows_removed"] == 2

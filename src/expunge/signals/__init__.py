@@ -78,9 +78,11 @@ SIGNALS: dict[str, SignalType] = {
         SignalType("url", 32, "url", "sha256", ("canonical",), plaintext=True),
         SignalType("domain", 32, "domain", "sha256", ("canonical",), plaintext=True),
         SignalType("url_expression_sha256", 32, "url_expr", "sha256", ("canonical",)),
-        # A keep-list: SHA-256 of the canonical URLs of a cleaned release. Rows whose URL is NOT in it are
+        # A keep-list: SHA-256 of the exact URL bytes of a cleaned release. Rows whose URL is NOT in it are
         # removed ("not in the release"), which is how derivative copies follow a release (LAION's way).
-        SignalType("release_keep", 32, "url", "sha256", ("canonical",), matcher="keep"),
+        # Exact bytes, not a canonical form: a raw-recipe list may flag one spelling of a URL that the
+        # release kept in another, and a keep-list must never widen what it keeps.
+        SignalType("release_keep", 32, "url", "sha256", ("raw",), matcher="keep"),
         # Image signals: digests of the exact stored bytes, and PDQ of the decoded pixels.
         SignalType("image_md5", 16, "image", "md5", ("stored",)),
         SignalType("image_sha1", 20, "image", "sha1", ("stored",)),
