@@ -113,10 +113,12 @@ def import_list(
     fmt: str = "auto",
     column: str | None = None,
     threshold: int | None = None,
+    allow_empty: bool = False,
 ) -> ImportResult:
     s = Store(store)
     with s.lock():
-        return _import_list(s, Path(path), name, signal, recipe, source, label, fmt, column, threshold)
+        args = (name, signal, recipe, source, label, fmt, column, threshold)
+        return _import_list(s, Path(path), *args, allow_empty=allow_empty)
 
 
 def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:
@@ -124,11 +126,23 @@ def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:
     return [load_info(s, n) for n in s.bank_names()]
 
 
-def _scope(store: Store, banks: Sequence[str] | None, lists: Sequence[str] = ()) -> list[BankInfo]:
+def _scope(
+    store: Store,
+    banks: Sequence[str] | None,
+    lists: Sequence[str] = (),
+    allow_empty: bool = False,
+    reporter: Reporter | None = None,
+) -> list[BankInfo]:
+    """The banks a run uses: every ``--list`` gets a bank of its own (two files never share one, see
+    ``lists.bank.import_list``), plus the named ``banks``. An empty list is refused unless ``allow_empty``."""
     names = list(banks) if banks else []
     for text in lists:
         spec = ListSpec.parse(text)
-        res = _import_list(store, spec.path, None, spec.signal, spec.recipe, "command line")
+        res = _import_list(
+            store, spec.path, None, spec.signal, spec.recipe, "command line", allow_empty=allow_empty
+        )
+        if res.note and reporter is not None:
+            reporter.note(res.note)
         names.append(res.name)
     if not names and not lists and banks is None:
         return bank_infos(store, None)
@@ -170,11 +184,12 @@ def clean(
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
     opts: Options | None = None,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Index, match and write the cleaned release to ``out``; returns the summary written beside it."""
     with _Session(opts or Options()) as s:
         ds = s.dataset(dataset)
-        infos = _scope(s.store, banks, lists)
+        infos = _scope(s.store, banks, lists, allow_empty, s.pipeline.reporter)
         if not infos:
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
@@ -209,6 +224,7 @@ def apply(
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
     opts: Options | None = None,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
 
@@ -222,7 +238,10 @@ def apply(
     release = Path(release)
     man = mf.load(release / mf.MANIFEST)
     with _Session(opts or Options()) as s:
-        infos = _scope(s.store, banks, lists) if lists or banks else [_keep_bank(s, release, man)]
+        if lists or banks:
+            infos = _scope(s.store, banks, lists, allow_empty, s.pipeline.reporter)
+        else:
+            infos = [_keep_bank(s, release, man)]
         ds = s.dataset(derivative)
         target = check_out_location(s.store, ds, Path(out))
         with folder_lock(target, "the output folder"):
@@ -263,6 +282,13 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
         lines = np.concatenate([hexed.reshape(len(values), 64), newline], axis=1)
         listing.write_bytes(lines.tobytes())
         _import_list(
-            s.store, listing, name, "release_keep", "raw", f"release {man['merkle_root']}", "release"
+            s.store,
+            listing,
+            name,
+            "release_keep",
+            "raw",
+            f"release {man['merkle_root']}",
+            "release",
+            allow_empty=True,  # an empty release keeps nothing: the safe direction
         )
     return load_info(s.store, name)

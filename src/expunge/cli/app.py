@@ -46,6 +46,9 @@ CapColOpt = Annotated[
 ]
 KeyColOpt = Annotated[str | None, typer.Option("--key-column", help="Key column (default: detected).")]
 BankOpt = Annotated[list[str] | None, typer.Option("--bank", help="Use only this bank (repeatable).")]
+AllowEmptyOpt = Annotated[
+    bool, typer.Option("--allow-empty", help="Accept a list with no values (refused by default).")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 DihedralOpt = Annotated[bool, typer.Option("--dihedral", help="Also match rotated/flipped copies (PDQ).")]
 QualityOpt = Annotated[
@@ -95,7 +98,10 @@ def lists_import(
     recipe: Annotated[
         str | None, typer.Option(help="URL recipe the list owner hashed: raw/stripped/canonical.")
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Bank name (default: the file name).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Bank name (default: the file's stem, or stem-HASH if another file holds it)."),
+    ] = None,
     source: Annotated[str | None, typer.Option(help="Organisation the list came from.")] = None,
     label: Annotated[str | None, typer.Option(help="Version label or date of this file.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto, plain, csv or pytx.")] = "auto",
@@ -103,9 +109,10 @@ def lists_import(
     threshold: Annotated[
         int | None, typer.Option(help="Hamming threshold for pdq lists (default 31).")
     ] = None,
+    allow_empty: AllowEmptyOpt = False,
     store: StoreOpt = Path(api.DEFAULT_STORE),
 ) -> None:
-    """Import a list as a new version of a bank; a malformed line refuses the whole file."""
+    """Import a list as a new version of a bank; a malformed line, or no value at all, refuses the file."""
     res = api.import_list(
         file,
         store=store,
@@ -117,11 +124,13 @@ def lists_import(
         fmt=fmt,
         column=column,
         threshold=threshold,
+        allow_empty=allow_empty,
     )
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if res.note:
+        err.print(f"[yellow]note:[/] {escape(res.note)}")
     if res.count == 0:
-        Console(stderr=True).print(
-            f"[yellow]warning:[/] {escape(str(file))} holds no values: is it the right file?"
-        )
+        err.print(f"[yellow]warning:[/] {escape(str(file))} holds no values: is it the right file?")
     if res.unchanged:
         out.print(f"bank [bold]{res.name}[/] unchanged at version {res.version} ({res.count:,} values)")
     else:
@@ -241,6 +250,7 @@ def clean_cmd(
     list_: Annotated[
         list[str] | None, typer.Option("--list", help="FILE:SIGNAL[:RECIPE] to import and use (repeatable).")
     ] = None,
+    allow_empty: AllowEmptyOpt = False,
     bank: BankOpt = None,
     store: StoreOpt = Path(api.DEFAULT_STORE),
     workers: WorkersOpt = None,
@@ -268,7 +278,7 @@ def clean_cmd(
     opts = _opts(locals(), quiet or as_json)
     opts.sign_key = sign
     opts.cover = cover
-    summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts)
+    summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts, allow_empty=allow_empty)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
@@ -330,6 +340,7 @@ def apply_cmd(
     list_: Annotated[
         list[str] | None, typer.Option("--list", help="Match these lists instead of the release's keep-list.")
     ] = None,
+    allow_empty: AllowEmptyOpt = False,
     bank: BankOpt = None,
     store: StoreOpt = Path(api.DEFAULT_STORE),
     workers: WorkersOpt = None,
@@ -339,7 +350,9 @@ def apply_cmd(
 ) -> None:
     """Clean a derivative copy so it follows a release: keep only rows whose URL is in the release."""
     opts = _opts(locals(), quiet or as_json)
-    summary = api.apply(release, derivative, out_dir, lists=list_ or (), banks=bank, opts=opts)
+    summary = api.apply(
+        release, derivative, out_dir, lists=list_ or (), banks=bank, opts=opts, allow_empty=allow_empty
+    )
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return

@@ -72,6 +72,7 @@ class BankInfo:
 BANK_JSON = "bank.json"
 LEGACY_VALUES = "values.parquet"  # the unversioned values file of stores written before bank.json named it
 _DELTA = re.compile(r"^v(\d+)\.(added|removed)\.parquet$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 
 
 def load_info(store: Store, name: str) -> BankInfo:
@@ -266,6 +267,7 @@ def import_list(
         if last.get("file_sha256") == file_sha and same_threshold and same_kind:
             if known.count == 0 and not allow_empty:
                 raise _empty_error(path)
+            _collect_garbage(store.bank_dir(name), known)  # what a run killed after its commit left
             return ImportResult(known.name, known.version, known.count, 0, 0, True)
     parsed = read_tokens(path, fmt, column)
     if signal is None:
@@ -287,6 +289,10 @@ def import_list(
     if st.plaintext:  # URLs and domains: canonicalised one by one (such lists are short)
         values: list[bytes] = []
         for line, token in zip(parsed.lines.tolist(), parsed.tokens.to_pylist(), strict=True):
+            if _CONTROL.search(token):
+                # Canonicalisation would escape or drop it and hash a value no one listed; a NUL or a
+                # lone CR (old Mac line ends: many URLs on one line) means a file that is not a list.
+                raise ExpungeError("control character in a plaintext value", path, f"line {line}")
             try:
                 values.append(st.parse(token))
             except ValueError as exc:
@@ -316,11 +322,11 @@ def import_list(
     elif threshold is not None:
         raise ExpungeError(f"--threshold applies to perceptual signals (pdq), not {signal}", path)
     same_threshold = not info.versions or info.versions[-1].get("threshold") == info.threshold
-    if info.versions and info.versions[-1]["file_sha256"] == file_sha and same_threshold:
-        return ImportResult(name, info.version, info.count, 0, 0, True)
     added = np.setdiff1d(new, old, assume_unique=True)
     removed = np.setdiff1d(old, new, assume_unique=True)
-    if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
+    unchanged = bool(info.versions) and info.versions[-1]["file_sha256"] == file_sha
+    if info.versions and (unchanged or (len(added) == 0 and len(removed) == 0)) and same_threshold:
+        _collect_garbage(bdir, info)
         return ImportResult(name, info.version, info.count, 0, 0, True)
     version = info.version + 1
     # Every file of the new version first, under names no committed version uses; bank.json last.
