@@ -26,6 +26,7 @@ from expunge.formats.webdataset import (
     iter_images,
     iter_members,
     rewrite_companions,
+    scan,
     rewrite_tar,
     sample_keys,
     split_key,
@@ -202,27 +203,27 @@ def test_members_keys_and_images_match_tarfile(tmp_path: Path, fmt: int) -> None
         assert data[m.offset_data : m.offset_data + m.size] == expected[m.name]
     keys = [k for k, _ in samples]
     assert sample_keys(str(path)) == keys  # samples without an image are still samples
-    images = list(iter_images(str(path)))
-    with_image = [(i, k, ms[0][1]) for i, (k, ms) in enumerate(samples) if ms[0][0] in IMAGE_EXTS]
-    assert images == with_image
+    images = list(iter_images(str(path)))  # every member of every sample, not only images
+    assert images == [(i, k, b) for i, (k, ms) in enumerate(samples) for _, b in ms]
     assert all(i == keys.index(k) for i, k, _ in images)
-    assert len(images) < len(keys)
+    assert [(m.sample, m.key, m.ext) for m in scan(str(path)).members] == [
+        (i, k, e) for i, (k, ms) in enumerate(samples) for e, _ in ms
+    ]
 
 
-def test_iter_images_first_image_per_sample_and_exts(tmp_path: Path) -> None:
+def test_iter_images_yields_every_member_of_every_sample(tmp_path: Path) -> None:
     rng = random.Random(3)
     a, b, c, d = (rng.randbytes(40 + i) for i in range(4))
     samples: list[Sample] = [
-        ("k0", [("txt", b"apple"), ("JPG", a), ("seg.png", b)]),  # upper-case ext matches
-        ("k1", [("json", b"{}")]),  # no image
-        ("k2", [("seg.png", c), ("webp", d)]),  # first image member by tar order
-        ("k3", [("cls", b"3"), ("tiff", d)]),
+        ("k0", [("txt", b"apple"), ("JPG", a), ("seg.png", b)]),
+        ("k1", [("json", b"{}")]),  # no image: still a sample, its bytes still hashed
+        ("k2", [("seg.png", c), ("webp", d), ("jpg.bak", a)]),
+        ("k3", [("cls", b"3"), ("tiff", d), ("heic", c)]),
     ]
     path = str(_write_tar(tmp_path / "s.tar", samples))
-    assert list(iter_images(path)) == [(0, "k0", a), (2, "k2", c), (3, "k3", d)]
-    assert list(iter_images(path, exts=("webp",))) == [(2, "k2", d)]
-    assert list(iter_images(path, exts=(".seg.png",))) == [(0, "k0", b), (2, "k2", c)]
+    assert list(iter_images(path)) == [(i, k, data) for i, (k, ms) in enumerate(samples) for _, data in ms]
     assert sample_keys(path) == ["k0", "k1", "k2", "k3"]
+    assert IMAGE_EXTS[0] == "jpg"
 
 
 def test_keys_follow_webdataset(tmp_path: Path) -> None:
@@ -300,7 +301,7 @@ def test_pax_size_record_overrides_header(tmp_path: Path) -> None:
         ("000000000.jpg", len(data)),
         ("000000001.txt", 5),
     ]
-    assert list(iter_images(str(path))) == [(0, "000000000", data)]
+    assert list(iter_images(str(path))) == [(0, "000000000", data), (1, "000000001", b"maple")]
 
 
 def _tar_members_bytes(data: bytes) -> list[tarfile.TarInfo]:
@@ -484,16 +485,23 @@ def test_rewrite_companions_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # everything is checked before anything is written
 
 
-def test_rewrite_companions_refuses_a_key_column_that_does_not_match_the_tar(tmp_path: Path) -> None:
-    """Integer keys (``1`` for ``000000001``) would silently keep the flagged rows: an error instead."""
+def test_rewrite_companions_links_integer_keys_and_refuses_keys_that_do_not_match(tmp_path: Path) -> None:
+    """An integer column links ``1`` to ``000000001`` by value; text spelled otherwise is an error."""
     shard, samples = _shard(tmp_path)
     table = pq.read_table(shard.parquet)
+    col = table.schema.get_field_index("key")
     as_int = pa.array([int(k) for k in table.column("key").to_pylist()], pa.int64())
-    pq.write_table(table.set_column(table.schema.get_field_index("key"), "key", as_int), shard.parquet)
-    err = _error(lambda: rewrite_companions(shard, tmp_path / "out", {samples[1][0], samples[2][0]}))
+    pq.write_table(table.set_column(col, "key", as_int), shard.parquet)
+    rewrite_companions(shard, tmp_path / "out", {samples[1][0], samples[2][0]})
+    assert pq.read_table(tmp_path / "out" / "00000.parquet").column("key").to_pylist() == [
+        v for v in as_int.to_pylist() if v not in (1, 2)
+    ]
+    as_text = pa.array([str(int(k)) for k in table.column("key").to_pylist()], pa.string())
+    pq.write_table(table.set_column(col, "key", as_text), shard.parquet)
+    err = _error(lambda: rewrite_companions(shard, tmp_path / "out2", {samples[1][0], samples[2][0]}))
     assert err.path == shard.parquet and "2 dropped sample(s)" in str(err)
     assert samples[1][0] not in str(err)  # keys are never quoted
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out2").exists()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,11 +15,18 @@ The tar is parsed here by hand rather than through :mod:`tarfile` for three reas
   a cut at a member boundary, which would lose the rest of the shard's samples without a word;
   here a missing end-of-archive marker counts as truncation.
 
-Samples follow webdataset's own rules so keys match what training code sees: only regular files are
-sample members; a member's key is its name up to the first dot of its basename, with its directory
-prefix (webdataset's ``base_plus_ext`` regex, quirks included); ``__meta__``-style names are skipped.
+Samples follow webdataset's own rules so keys match what training code sees: only regular files make
+samples; a member's key is its name up to the first dot of its basename, with its directory prefix
+(webdataset's ``base_plus_ext`` regex, quirks included); ``__meta__``-style names are skipped.
 Unlike webdataset, a key that recurs non-consecutively is one sample here (its members are removed
 together), listed at its first appearance.
+
+Names are compared as the paths they extract to (:func:`normalize_name`: ``./KEY.jpg``, ``/KEY.jpg``
+and ``KEY.jpg`` are one name), so a writer's ``./`` prefix cannot unlink a sample from its row. For
+checking, every data-carrying entry counts (:func:`scan`): every member of a sample whatever its
+extension, an extension-less file named like a sample, and data outside every sample, so nothing the
+release would carry goes unhashed. A name that occurs twice (the later one would overwrite the earlier
+on extraction) or that is not valid UTF-8 makes the shard refused.
 """
 
 from __future__ import annotations
@@ -44,7 +51,36 @@ from expunge.errors import ExpungeError
 from expunge.formats import parquet
 from expunge.formats.paths import walk
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "heic", "heif", "jxl", "jp2")
+#: Last extension parts (lower case) of members that hold text or structured data, not pictures. They are
+#: still hashed and tried as images (a JPEG saved as ``KEY.txt`` is still found), but one that does not
+#: decode is expected and not quarantined. Any other member that does not decode is quarantined: an
+#: unknown extension (``.bak``, ``.heic`` without a decoder, none at all) may hold an image. Binary data
+#: formats (``.npy``, ``.pth``...) are deliberately absent: they can hold pixels.
+COMPANION_EXTS = frozenset(
+    {
+        "txt",
+        "text",
+        "caption",
+        "json",
+        "jsonl",
+        "cls",
+        "cls2",
+        "id",
+        "index",
+        "inx",
+        "csv",
+        "tsv",
+        "xml",
+        "html",
+        "htm",
+        "yaml",
+        "yml",
+        "md",
+        "rst",
+        "parquet",
+    }
+)
 SUFFIXES = (".tar",)
 
 BLOCK = 512
@@ -140,6 +176,31 @@ def split_key(name: str) -> tuple[str, str] | None:
     if m is None:
         return None
     return m.group(1), m.group(2)
+
+
+def normalize_name(name: str) -> str:
+    """The path a member extracts to, for comparing names: ``./a//b.jpg`` and ``/a/b.jpg`` are ``a/b.jpg``.
+
+    Empty and ``.`` segments go (extractors drop them, and a leading ``/``); ``..`` stays, so a name
+    that climbs out never equals an ordinary one and its sample cannot link to a row.
+    """
+    if "/" not in name:
+        return "" if name == "." else name
+    return "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
+def member_key(name: str) -> tuple[str, str] | None:
+    """``(key, ext)`` of a member as expunge groups it: :func:`split_key` of the normalised name."""
+    return split_key(normalize_name(name))
+
+
+def is_companion(ext: str) -> bool:
+    """A member extension that marks text or structured data (see :data:`COMPANION_EXTS`)."""
+    return ext.rpartition(".")[2].lower() in COMPANION_EXTS
+
+
+def is_image_ext(ext: str) -> bool:
+    return ext.rpartition(".")[2].lower() in IMAGE_EXTS
 
 
 # ------------------------------------------------------------------------------------------------
@@ -408,13 +469,92 @@ class Member:
     size: int
 
 
+class DataMember(NamedTuple):
+    """One data-carrying entry, as :func:`scan` assigns it: to a sample, or to none (``sample == -1``)."""
+
+    sample: int  # index into :attr:`Layout.keys`, -1 for data outside every sample
+    key: str | None  # the sample's key (None outside every sample)
+    ext: str  # "" for an extension-less file named like its sample, or outside every sample without one
+    offset_data: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    keys: list[str]  # normalised sample keys, in order of first appearance
+    members: list[DataMember]  # every data-carrying entry, in tar order
+
+
 def _sample_members(tar: _Tar) -> Iterator[tuple[_Entry, str, str]]:
     """``(entry, key, ext)`` for the entries webdataset groups into samples: keyed regular files."""
     for e in tar.entries():
         if e.kind == "file":
-            split = split_key(e.name)
+            split = member_key(e.name)
             if split is not None:
                 yield e, split[0], split[1]
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: the header's bytes were not UTF-8
+        return False
+    return True
+
+
+def scan(path: str) -> Layout:
+    """Every sample and every entry that carries data, in one pass over the headers.
+
+    A regular file with a sample key makes (or joins) a sample; an entry of another type that carries
+    data (tar extractors write unknown types as regular files) joins the sample its name keys to; an
+    extension-less file named exactly like a sample joins it; any other data (``README``,
+    ``__index__``, ``.hidden.jpg``) belongs to no sample and is listed with ``sample == -1`` so it is
+    still checked. Refuses a shard with a name that occurs twice among its non-directory entries (the
+    later entry would silently replace the earlier one on extraction) or that is not valid UTF-8.
+    """
+    names: set[str] = set()
+    duplicates: list[int] = []  # header offsets, for the error's first one
+    not_utf8: list[int] = []
+    index: dict[str, int] = {}
+    data: list[tuple[tuple[str, str] | None, str, int, int]] = []
+    with _Tar(path) as tar:
+        for e in tar.entries():
+            if e.kind in ("dir", "global"):
+                continue
+            if not _utf8(e.name):
+                not_utf8.append(e.header)
+                continue
+            name = normalize_name(e.name)
+            if name in names:
+                duplicates.append(e.header)
+            names.add(name)
+            split = split_key(name)
+            if e.kind == "file" and split is not None:
+                index.setdefault(split[0], len(index))
+            if e.kind == "file" or (e.kind == "other" and e.size > 0):
+                data.append((split, name, e.offset_data, e.size))
+    if not_utf8:
+        raise ExpungeError(
+            f"{len(not_utf8)} member name(s) are not valid UTF-8 (refusing the shard)",
+            path,
+            f"offset {not_utf8[0]}",
+        )
+    if duplicates:
+        raise ExpungeError(
+            f"{len(duplicates)} member name(s) occur more than once (on extraction the later entry"
+            " replaces the earlier one; refusing the shard)",
+            path,
+            f"offset {duplicates[0]}",
+        )
+    members: list[DataMember] = []
+    for split, name, offset, size in data:
+        if split is not None and split[0] in index:
+            members.append(DataMember(index[split[0]], split[0], split[1], offset, size))
+        elif split is None and name in index:  # "KEY" beside "KEY.jpg"
+            members.append(DataMember(index[name], name, "", offset, size))
+        else:
+            members.append(DataMember(-1, None, split[1] if split else "", offset, size))
+    return Layout(list(index), members)
 
 
 def iter_members(path: str) -> Iterator[Member]:
@@ -428,34 +568,31 @@ def iter_members(path: str) -> Iterator[Member]:
             yield Member(e.name, key, ext, e.offset_data, e.size)
 
 
-def _is_image(ext: str, wanted: frozenset[str]) -> bool:
-    ext = ext.lower()
-    return ext in wanted or ext.rpartition(".")[2] in wanted
+def iter_data(path: str, layout: Layout | None = None) -> Iterator[tuple[int, str | None, str, bytes]]:
+    """``(sample index, key, ext, bytes)`` of every data-carrying entry of :func:`scan`, in tar order.
 
-
-def iter_images(path: str, exts: Sequence[str] = IMAGE_EXTS) -> Iterator[tuple[int, str, bytes]]:
-    """``(sample index, key, image bytes)`` for the first image member of each sample, in tar order.
-
-    The index is the sample's position in :func:`sample_keys`, so samples without an image leave a
-    gap. An extension matches case-insensitively, whole (``seg.png``) or by its last part (``png``)
-    as webdataset's decoders do. Memory is bounded by one member.
+    Memory is bounded by one member.
     """
-    wanted = frozenset(e.lower().lstrip(".") for e in exts)
-    index: dict[str, int] = {}
-    imaged: set[str] = set()
+    layout = layout if layout is not None else scan(path)
     with _Tar(path) as tar:
-        for e, key, ext in _sample_members(tar):
-            i = index.setdefault(key, len(index))
-            if key in imaged or not _is_image(ext, wanted):
-                continue
-            imaged.add(key)
-            yield i, key, tar.read(e.offset_data, e.size)
+        for m in layout.members:
+            yield m.sample, m.key, m.ext, tar.read(m.offset_data, m.size)
+
+
+def iter_images(path: str) -> Iterator[tuple[int, str, bytes]]:
+    """``(sample index, key, bytes)`` of every member of every sample, in tar order, whatever its extension.
+
+    Every member, not only the first image: a second image (another extension, ``.jpg.bak``, none)
+    would otherwise be published unchecked. The index is the sample's position in :func:`sample_keys`.
+    """
+    for sample, key, _ext, data in iter_data(path):
+        if key is not None:
+            yield sample, key, data
 
 
 def sample_keys(path: str) -> list[str]:
-    """Sample keys in tar order (first appearance), samples without an image included."""
-    with _Tar(path) as tar:
-        return list(dict.fromkeys(key for _, key, _ in _sample_members(tar)))
+    """Normalised sample keys in tar order (first appearance), samples without an image included."""
+    return scan(path).keys
 
 
 # ------------------------------------------------------------------------------------------------
@@ -527,7 +664,7 @@ def _record_size(total: int, trailer: int) -> int | None:
 
 
 def rewrite_tar(src: str, dst: Path, drop_keys: Collection[str]) -> tuple[int, int]:
-    """Write ``src`` to ``dst`` without any member of the samples in ``drop_keys``.
+    """Write ``src`` to ``dst`` without any member of the samples in ``drop_keys`` (normalised keys).
 
     Kept entries are copied as byte ranges (extended headers, header, data, padding), so they stay
     byte-identical and in order. A dropped member's GNU long-name / PAX headers go with it; hard
@@ -547,14 +684,14 @@ def rewrite_tar(src: str, dst: Path, drop_keys: Collection[str]) -> tuple[int, i
         for e in tar.entries():
             gone = False
             if e.kind not in ("dir", "global"):
-                split = split_key(e.name)
-                if split is not None:
-                    gone = split[0] in drop
-                    if e.kind == "file":
-                        (dropped if gone else kept).add(split[0])
+                split = member_key(e.name)
+                # An extension-less "KEY" beside KEY's members goes with them (scan() counts it as theirs).
+                gone = (split[0] if split is not None else normalize_name(e.name)) in drop
+                if split is not None and e.kind == "file":
+                    (dropped if gone else kept).add(split[0])
                 if not gone and e.kind == "hardlink":
-                    target = split_key(e.linkname)
-                    gone = target is not None and target[0] in drop
+                    target = member_key(e.linkname)
+                    gone = (target[0] if target is not None else normalize_name(e.linkname)) in drop
             if gone:
                 continue
             if ranges and ranges[-1][1] == e.start:
@@ -610,42 +747,122 @@ def _all_zero(tar: _Tar, start: int, end: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
+# Linking samples to metadata rows
+# ------------------------------------------------------------------------------------------------
+
+_DIGITS = re.compile(r"[0-9]{1,30}")  # an integer key's text; longer runs are not integers here
+
+
+def _metadata_keys(meta: str, column: str) -> tuple[list[Any], bool]:
+    """The key column's values (None for nulls) and whether they are integers.
+
+    Text (string, large or view, dictionary-encoded, UTF-8 binary) or integers; anything else is
+    refused: a float or struct key would link nothing and publish every sample unchecked.
+    """
+    names = parquet.open_file(meta).schema_arrow
+    if column not in names.names:
+        raise ExpungeError(f"no key column {column!r} in the companion parquet", meta)
+    t = names.field(column).type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    integer = pa.types.is_integer(t)
+    text = t in (pa.string(), pa.large_string(), pa.string_view(), pa.binary(), pa.large_binary(), pa.null())
+    if not integer and not text:
+        raise ExpungeError(f"key column {column!r} holds {t}, not text or integers", meta)
+    values: list[Any] = []
+    for col in parquet.iter_column(meta, column):
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if text and col.type != pa.string():
+            try:
+                col = pc.cast(col, pa.string())
+            except pa.ArrowException:
+                raise ExpungeError(f"key column {column!r} is not valid UTF-8 text", meta) from None
+        values.extend(col.to_pylist())
+    return values, integer
+
+
+def _row_index(meta: str, column: str) -> tuple[dict[Any, int], bool]:
+    """Key value → metadata row; refuses duplicate keys (one of the rows would be named by the other)."""
+    values, integer = _metadata_keys(meta, column)
+    row_of: dict[Any, int] = {}
+    duplicates = 0
+    for i, v in enumerate(values):
+        if v is None:
+            continue  # a row without a key links to no sample: it is cleaned as a row on its own
+        if v in row_of:
+            duplicates += 1
+        else:
+            row_of[v] = i
+    if duplicates:
+        raise ExpungeError(
+            f"{duplicates} duplicate key(s) in column {column!r}: rows and samples cannot be told apart"
+            " (refusing the shard)",
+            meta,
+        )
+    return row_of, integer
+
+
+def _link_values(keys: Sequence[str], integer: bool) -> list[Any]:
+    """What each tar key is looked up by: itself, or for an integer column its integer value.
+
+    ``000000001`` links to the integer ``1`` only when no other key of the tar has that value too
+    (``1`` and ``01`` would be ambiguous: neither links, and the shard is refused).
+    """
+    if not integer:
+        return list(keys)
+    ints: list[int | None] = [int(k) if _DIGITS.fullmatch(k) else None for k in keys]
+    counts = Counter(v for v in ints if v is not None)
+    return [v if v is not None and counts[v] == 1 else None for v in ints]
+
+
+def link_rows(tar: str, keys: Sequence[str], meta: str, column: str) -> list[int]:
+    """The metadata row of each sample (by :func:`sample_keys` order); refuses a shard that does not link.
+
+    Every sample must link to exactly one row: a sample without a row would keep its image and its
+    ``KEY.json`` (often holding the URL) in the release when the row is removed. Rows without a sample
+    are normal (img2dataset's failed downloads). Keys match exactly; an integer column matches tar keys
+    by value when unambiguous; duplicate keys in the metadata are refused.
+    """
+    row_of, integer = _row_index(meta, column)
+    rows = [row_of.get(v, -1) if v is not None else -1 for v in _link_values(keys, integer)]
+    unlinked = rows.count(-1)
+    if unlinked:
+        raise ExpungeError(
+            f"{unlinked} of {len(keys)} sample(s) link to no row of {os.path.basename(meta)} by column"
+            f" {column!r} (refusing the shard: their members would be published unchecked)",
+            tar,
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
 # Companions
 # ------------------------------------------------------------------------------------------------
 
 
-def _parquet_hits(
-    src: str, drop: Collection[str], key_column: str
-) -> tuple[np.ndarray, set[str], Counter[str] | None]:
-    """Which rows of the companion parquet belong to dropped keys.
+def _statuses(src: str, rows: np.ndarray) -> Counter[str] | None:
+    """How many of the given metadata rows had each img2dataset ``status``; None without that column."""
+    if "status" not in parquet.open_file(src).schema_arrow.names:
+        return None
+    status = pa.chunked_array(list(parquet.iter_column(src, "status")))
+    return Counter(str(v) for v in status.take(pa.array(rows, pa.int64())).to_pylist())
 
-    Returns the row mask, the dropped keys found, and -- when there is a ``status`` column
-    (img2dataset's ``success`` / ``failed_to_download`` / ...) -- how many hit rows had each status.
-    """
-    names = parquet.open_file(src).schema_arrow.names
-    if key_column not in names:
-        raise ExpungeError(f"no key column {key_column!r} in the companion parquet", src)
-    value_set = pa.array(sorted(drop), type=pa.string())
-    statuses = parquet.iter_column(src, "status") if "status" in names else None
-    by_status: Counter[str] | None = Counter() if statuses is not None else None
-    masks: list[np.ndarray] = []
-    found: set[str] = set()
-    for keys in parquet.iter_column(src, key_column):
-        status = next(statuses) if statuses is not None else None
-        if not pa.types.is_string(keys.type):
-            try:
-                keys = pc.cast(keys, pa.string())
-            except pa.ArrowException:
-                raise ExpungeError(f"key column {key_column!r} cannot be read as text", src) from None
-        hit = pc.fill_null(pc.is_in(keys, value_set=value_set), False)
-        mask = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
-        masks.append(mask)
-        if mask.any():
-            found.update(pc.filter(keys, hit).to_pylist())
-            if by_status is not None and status is not None:
-                by_status.update(str(v) for v in pc.filter(status, hit).to_pylist())
-    mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
-    return mask, found, by_status
+
+def _rows_of_keys(src: str, drop: Collection[str], key_column: str, in_tar: set[str]) -> np.ndarray:
+    """Metadata rows of the dropped keys; every dropped sample of the tar must have one."""
+    row_of, integer = _row_index(src, key_column)
+    keys = sorted(drop)
+    values = _link_values(keys, integer)
+    rows = {k: row_of.get(v, -1) if v is not None else -1 for k, v in zip(keys, values, strict=True)}
+    missing = sum(1 for k in in_tar if rows[k] < 0)
+    if missing:
+        raise ExpungeError(
+            f"{missing} dropped sample(s) of the tar have no row in the companion parquet"
+            f" (is {key_column!r} the column holding the tar keys?)",
+            src,
+        )
+    return np.array(sorted(r for r in rows.values() if r >= 0), dtype=np.int64)
 
 
 def _read_stats(path: str) -> dict[str, Any]:
@@ -672,17 +889,19 @@ def rewrite_companions(
     drop_keys: Collection[str],
     key_column: str = "key",
     tmp_dir: Path | None = None,
+    *,
+    rows: Sequence[int] | None = None,
 ) -> None:
-    """Write the shard's parquet and stats json to ``out_dir`` (same basenames) without ``drop_keys``.
+    """Write the shard's parquet and stats json to ``out_dir`` (same basenames) without the dropped rows.
 
-    The parquet loses the dropped keys' rows (faithfully, via :func:`parquet.rewrite`). Every
-    dropped sample in the tar must have a row there: a key-format mismatch (say, an integer key
-    column) would otherwise leave the flagged rows' URLs and captions in place without a word, so
-    it is an error. In the stats, ``count`` drops by the rows removed and ``successes`` (and
-    ``status_dict.success``) by the removed downloaded samples; with a ``status`` column,
-    ``failed_*`` counts drop by the removed rows of that status. ``expunge_removed`` records the
-    rows removed, added to any earlier value so re-cleaning a release accumulates. Without a
-    parquet, the dropped samples found in the tar count as the rows removed.
+    The parquet loses the given metadata ``rows`` (the clean stage knows them from the index), or, when
+    ``rows`` is None, the rows of ``drop_keys`` by ``key_column`` (linked as :func:`link_rows` does);
+    then every dropped sample in the tar must have a row there, or it is an error: the flagged rows' URLs
+    and captions would otherwise stay without a word. In the stats, ``count`` drops by the rows removed
+    and ``successes`` (and ``status_dict.success``) by the removed downloaded samples; with a ``status``
+    column, ``failed_*`` counts drop by the removed rows of that status. ``expunge_removed`` records the
+    rows removed, added to any earlier value so re-cleaning a release accumulates. Without a parquet,
+    the dropped samples found in the tar count as the rows removed.
 
     All inputs are read and checked before anything is written; every file is written atomically.
     """
@@ -692,17 +911,19 @@ def rewrite_companions(
     removed = successes = len(in_tar)  # the tar holds exactly the downloaded samples
     by_status: Counter[str] | None = None
     if shard.parquet is not None:
-        hits, found, by_status = _parquet_hits(shard.parquet, drop, key_column)
-        missing = len(in_tar - found)
-        if missing:
-            raise ExpungeError(
-                f"{missing} dropped sample(s) of the tar have no row in the companion parquet"
-                f" (is {key_column!r} the column holding the tar keys?)",
-                shard.parquet,
-            )
+        n = parquet.num_rows(shard.parquet)
+        if rows is None:
+            hit_rows = _rows_of_keys(shard.parquet, drop, key_column, in_tar)
+        else:
+            hit_rows = np.unique(np.asarray(rows, dtype=np.int64))
+            if len(hit_rows) and (hit_rows[0] < 0 or hit_rows[-1] >= n):
+                raise ExpungeError("rows to remove lie outside the companion parquet", shard.parquet)
+        keep = np.ones(n, dtype=bool)
+        keep[hit_rows] = False
+        by_status = _statuses(shard.parquet, hit_rows)
         with atomic_path(out_dir / os.path.basename(shard.parquet), tmp_dir) as tmp:
-            parquet.rewrite(shard.parquet, tmp, ~hits)
-        removed = int(hits.sum())
+            parquet.rewrite(shard.parquet, tmp, keep)
+        removed = len(hit_rows)
         if by_status is not None:
             successes = by_status.get("success", 0)
     if shard.stats is None or stats is None:
@@ -712,9 +933,9 @@ def rewrite_companions(
     status_dict = stats.get("status_dict")
     if isinstance(status_dict, dict):
         _decrement(status_dict, "success", successes)
-    for status, n in (by_status or {}).items():
+    for status, k in (by_status or {}).items():
         if status.startswith("failed_"):
-            _decrement(stats, status, n)
+            _decrement(stats, status, k)
     before = stats.get("expunge_removed")
     before = before if isinstance(before, int) and not isinstance(before, bool) else 0
     stats["expunge_removed"] = before + removed

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.formats import Shard, iter_images, sample_keys
+from expunge.formats import Shard, imagefolder, webdataset
 from expunge.formats import parquet as pqfmt
 from expunge.signals import feature_is_image, feature_width
 from expunge.signals.features import QUARANTINE_REASONS, UrlBatch
@@ -118,16 +118,19 @@ def index_shard(task: IndexTask) -> IndexResult:
     if image_features:
         if not has_images:
             raise ExpungeError("image lists need images (tar shards or image folders)", task.shard_path)
-        samples = pq.read_table(out_dir / SAMPLES_FILE)
-        row_of_key = dict(
-            zip(samples.column("key").to_pylist(), samples.column("row").to_pylist(), strict=True)
-        )
-        from expunge.index.images import IMAGES_FILE, index_images  # Pillow/PDQ only when images are indexed
+        rows_of_sample = pq.read_table(out_dir / SAMPLES_FILE, columns=["row"]).column("row").to_pylist()
+        from expunge.index.images import IMAGES_FILE, index_images, shard_members
 
         with atomic.atomic_path(out_dir / IMAGES_FILE, tmp_dir) as tmp:
-            images = iter_images(task.tar_path, task.folder_path)
+            members = shard_members(task.tar_path, task.folder_path, task.shard_path)
+            source = task.tar_path or task.folder_path or ""
             n, errors, _ = index_images(
-                images, tmp, row_of_key, dihedral=task.dihedral, max_pixels=task.max_pixels
+                members,
+                tmp,
+                rows_of_sample,
+                dihedral=task.dihedral,
+                max_pixels=task.max_pixels,
+                source=source,
             )
         result.images = n
         result.image_errors = errors
@@ -136,31 +139,30 @@ def index_shard(task: IndexTask) -> IndexResult:
 
 
 def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
-    """Sample keys of the tar in order, with the metadata row each belongs to; returns orphan count."""
-    keys = sample_keys(task.tar_path, task.folder_path)
-    if task.shard_path and task.key_column:
-        meta_keys: list[str | None] = []
-        for col in pqfmt.iter_column(task.shard_path, task.key_column):
-            meta_keys.extend(None if k is None else str(k) for k in col.to_pylist())
-        row_of = {k: i for i, k in enumerate(meta_keys) if k is not None}
-        base = len(meta_keys)
-    elif task.shard_path:
+    """Sample keys of the shard in order, with the metadata row each belongs to.
+
+    With metadata, every sample must link to exactly one row (the formats' ``link_rows`` refuse the
+    shard otherwise), so no sample is ever published beside a removed row; rows without a sample are
+    fine. Without metadata the samples are the rows. Returns how many rows were added past the
+    metadata's end: none, since a sample without a row is refused rather than given one.
+    """
+    if task.tar_path:
+        keys = webdataset.sample_keys(task.tar_path)
+    else:
+        assert task.folder_path is not None
+        keys = imagefolder.image_files(task.folder_path)
+    if task.shard_path and not task.key_column:
         raise ExpungeError(
             "no key column links the tar's samples to this metadata (set --key-column)", task.shard_path
         )
-    else:
-        row_of, base = {}, 0
-    rows: list[int] = []
-    orphans = 0
-    for i, key in enumerate(keys):
-        if task.shard_path:
-            row = row_of.get(key)
-            if row is None:
-                row = base + orphans
-                orphans += 1
+    if task.shard_path and task.key_column:
+        if task.tar_path:
+            rows = webdataset.link_rows(task.tar_path, keys, task.shard_path, task.key_column)
         else:
-            row = i
-        rows.append(row)
+            assert task.folder_path is not None
+            rows = imagefolder.link_rows(task.folder_path, keys, task.shard_path, task.key_column)
+    else:
+        rows = list(range(len(keys)))
     table = pa.table(
         {
             "sample": pa.array(np.arange(len(keys), dtype=np.int64)),
@@ -170,7 +172,7 @@ def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
     )
     with atomic.atomic_path(out_dir / SAMPLES_FILE, tmp_dir) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-    return orphans if task.shard_path else 0
+    return 0
 
 
 def _batched(arrays: Iterator[pa.Array], rows: int = 1 << 17) -> Iterator[pa.Array]:

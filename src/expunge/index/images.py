@@ -1,21 +1,32 @@
-"""The image part of the index: digests and PDQ of every image a shard holds, one decode per image.
+"""The image part of the index: digests and PDQ of every file an image shard publishes, one decode each.
 
-Per shard, ``images.parquet`` has one line per sample in tar order: the sample's key, the metadata row
-it belongs to, MD5/SHA-1/SHA-256 of the stored bytes, PDQ and its quality (null when the image could
-not be decoded, with the reason in ``error``), and optionally the 7 other dihedral PDQ hashes.
-Digests are always computed, even for images that do not decode: an exact-bytes list can still match.
+Per shard, ``images.parquet`` has one line per *member*: every data-carrying entry of the tar (every
+member of every sample, whatever its extension, and data outside every sample) or every file of the
+folder. Each line has the sample it belongs to and that sample's metadata row (both -1 for data outside
+every sample), its position among the shard's members, MD5/SHA-1/SHA-256 of the stored bytes, PDQ and
+its quality (null when the bytes could not be decoded, with the reason in ``error``), and optionally
+the 7 other dihedral PDQ hashes. A row's decision aggregates over its lines: a match on any member
+removes the row; a member that may be an image and does not decode quarantines it.
+
+Digests are always computed, even for bytes that do not decode: an exact-bytes list can still match.
+Every member is tried as an image; only members whose extension marks text or structured data
+(:func:`expunge.formats.webdataset.is_companion`) may fail to decode without an ``error``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from expunge.errors import ExpungeError
+from expunge.formats import imagefolder, webdataset
 
 if TYPE_CHECKING:
     from expunge.signals.images import ImageHashes
@@ -29,6 +40,7 @@ SCHEMA = pa.schema(
         ("sample", pa.int64()),
         ("key", pa.string()),
         ("row", pa.int64()),
+        ("member", pa.int64()),
         ("md5", pa.binary(16)),
         ("sha1", pa.binary(20)),
         ("sha256", pa.binary(32)),
@@ -40,13 +52,26 @@ SCHEMA = pa.schema(
 )
 COLUMN_OF_FEATURE = {"image:md5": "md5", "image:sha1": "sha1", "image:sha256": "sha256", "image:pdq": "pdq"}
 
+#: ``(sample index or -1, sample key or None, extension, bytes)``, as the formats' ``iter_data`` yield them.
+MemberData = tuple[int, str | None, str, bytes]
 
-def _table(hashes: list[ImageHashes], samples: list[int], keys: list[str], rows: list[int]) -> pa.Table:
+
+def shard_members(tar: str | None, folder: str | None, meta: str | None) -> Iterator[MemberData]:
+    """Every member of an image shard, with the sample index :func:`expunge.formats.sample_keys` gives."""
+    if tar:
+        return webdataset.iter_data(tar)
+    if folder:
+        return imagefolder.iter_data(folder, meta)
+    return iter(())
+
+
+def _table(hashes: list[ImageHashes], cols: dict[str, list[object]]) -> pa.Table:
     return pa.table(
         {
-            "sample": pa.array(samples, pa.int64()),
-            "key": pa.array(keys, pa.string()),
-            "row": pa.array(rows, pa.int64()),
+            "sample": pa.array(cols["sample"], pa.int64()),
+            "key": pa.array(cols["key"], pa.string()),
+            "row": pa.array(cols["row"], pa.int64()),
+            "member": pa.array(cols["member"], pa.int64()),
             "md5": pa.array([h.md5 for h in hashes], pa.binary(16)),
             "sha1": pa.array([h.sha1 for h in hashes], pa.binary(20)),
             "sha256": pa.array([h.sha256 for h in hashes], pa.binary(32)),
@@ -61,64 +86,81 @@ def _table(hashes: list[ImageHashes], samples: list[int], keys: list[str], rows:
     )
 
 
-def index_images(
-    images: Iterator[tuple[int, str, bytes]],
-    out: Path,
-    row_of_key: dict[str, int] | None,
-    *,
-    dihedral: bool,
-    max_pixels: int,
-    batch: int = 1024,
-    on_progress: Callable[[int], None] | None = None,
-) -> tuple[int, dict[str, int], list[str]]:
-    """Hash every image of a tar into ``out``. Returns (images, errors by reason, orphan keys).
+def _hash_member(ext: str, data: bytes, *, max_pixels: int, dihedral: bool) -> ImageHashes:
+    """Every signal of one member; ``error`` only where an undecodable member may be a hidden image.
 
-    ``row_of_key`` maps a sample key to its metadata row; samples without one ("orphans") get rows after
-    the metadata's last row, so they are still counted and can still be removed.
+    A member whose extension marks text or data (``txt``, ``json``...) that does not decode carries no
+    error; neither does an empty member without an image extension (no bytes, no picture). Anything
+    else that does not decode keeps its reason, so its row is quarantined.
     """
     from expunge.signals.images import hash_image  # Pillow and PDQ load only when images are indexed
 
+    h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
+    if h.error is not None and (
+        webdataset.is_companion(ext) or (not data and not webdataset.is_image_ext(ext))
+    ):
+        return replace(h, error=None)
+    return h
+
+
+def index_images(
+    members: Iterable[MemberData],
+    out: Path,
+    rows: Sequence[int] | None,
+    *,
+    dihedral: bool,
+    max_pixels: int,
+    source: str = "",
+    batch: int = 1024,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[int, dict[str, int], int]:
+    """Hash every member of a shard into ``out``; returns (members, errors by reason, members outside).
+
+    ``rows`` maps a sample index to its metadata row (None: rows are the samples). Data outside every
+    sample (row -1) cannot be quarantined row by row, so one that may be an image and does not decode
+    makes the shard refused (``source`` names it); one that matches a list is refused by the match stage.
+    """
     # Pillow reports some decoder trouble through logging; here it is counted and quarantined instead, and
     # a worker process has no handler but logging's last resort, which would print to stderr.
     logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
     errors: dict[str, int] = {}
-    orphans: list[str] = []
-    next_orphan_row = len(row_of_key) if row_of_key is not None else 0
+    outside = outside_errors = 0
     count = 0
     writer = pq.ParquetWriter(out, SCHEMA, compression="none")
     try:
         pending: list[ImageHashes] = []
-        samples: list[int] = []
-        keys: list[str] = []
-        rows: list[int] = []
-        for sample, key, data in images:
-            h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
-            if h.error:
-                errors[h.error] = errors.get(h.error, 0) + 1
-            if row_of_key is None:
-                row = sample
-            elif key in row_of_key:
-                row = row_of_key[key]
+        cols: dict[str, list[object]] = {"sample": [], "key": [], "row": [], "member": []}
+        for sample, key, ext, data in members:
+            h = _hash_member(ext, data, max_pixels=max_pixels, dihedral=dihedral)
+            if sample < 0:
+                row = -1
+                outside += 1
+                outside_errors += h.error is not None
             else:
-                orphans.append(key)
-                row = next_orphan_row
-                next_orphan_row += 1
+                row = sample if rows is None else rows[sample]
+                if h.error:
+                    errors[h.error] = errors.get(h.error, 0) + 1
             pending.append(h)
-            samples.append(sample)
-            keys.append(key)
-            rows.append(row)
+            for name, value in (("sample", sample), ("key", key), ("row", row), ("member", count)):
+                cols[name].append(value)
             count += 1
             if len(pending) >= batch:
-                writer.write_table(_table(pending, samples, keys, rows))
+                writer.write_table(_table(pending, cols))
                 if on_progress:
                     on_progress(len(pending))
-                pending, samples, keys, rows = [], [], [], []
+                pending, cols = [], {name: [] for name in cols}
         if pending or count == 0:
-            writer.write_table(_table(pending, samples, keys, rows))
+            writer.write_table(_table(pending, cols))
     finally:
         writer.close()
-    return count, errors, orphans
+    if outside_errors:
+        raise ExpungeError(
+            f"{outside_errors} file(s) outside every sample may be images and could not be decoded"
+            " (they cannot be quarantined with a row; refusing the shard)",
+            source or None,
+        )
+    return count, errors, outside
 
 
 def read_images(index_dir: Path, columns: list[str] | None = None) -> pa.Table:
@@ -126,7 +168,7 @@ def read_images(index_dir: Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def quality_mask(table: pa.Table, floor: int) -> np.ndarray:
-    """Samples whose PDQ may be matched: decoded, and at or above the quality floor."""
+    """Members whose PDQ may be matched: decoded, and at or above the quality floor."""
     q = table.column("quality").to_numpy(zero_copy_only=False)
     pdq_valid = table.column("pdq").is_valid().to_numpy(zero_copy_only=False)
     mask: np.ndarray = pdq_valid & (np.nan_to_num(q.astype(np.float64), nan=-1) >= floor)

@@ -180,12 +180,14 @@ def _find(
         images = read_images(index_dir)
     else:
         raise ExpungeError("image lists need image shards: this shard has none", index_dir.name)
+    # One line per member (every member of every sample, and data outside every sample with row -1):
+    # a match on any member names its sample's row.
     sample_rows = images.column("row").to_numpy()
     if bank.threshold is None:  # exact digest of the stored bytes
         target = bank.values if cache else SortedSet.build(values)
         column = images.column(COLUMN_OF_FEATURE[feature]).combine_chunks()
         idx, vals = match_column(column, bank.width, target)
-        return sample_rows[idx], vals, None
+        return _member_rows(sample_rows[idx], bank.name, task), vals, None
     if cache:
         index = _hamming_index(str(Store(task.store_root).bank_dir(bank.name)), bank.version, len(values))
     else:
@@ -204,7 +206,19 @@ def _find(
     q = np.concatenate(queries)
     owner = np.concatenate(owners)
     qi, bi, dist = index.search(q, threshold=int(bank.threshold))
-    return sample_rows[owner[qi]], values[bi], dist.astype(np.float32)
+    return _member_rows(sample_rows[owner[qi]], bank.name, task), values[bi], dist.astype(np.float32)
+
+
+def _member_rows(rows: np.ndarray, bank: str, task: MatchTask) -> np.ndarray:
+    """Rows of matched members; a match on data outside every sample has no row to remove: refused."""
+    outside = int((rows < 0).sum())
+    if outside:
+        raise ExpungeError(
+            f"{outside} file(s) outside every sample match bank {bank!r}: they cannot be removed with a row"
+            " (refusing the shard; remove them from it)",
+            task.shard_name,
+        )
+    return rows
 
 
 def match_shard(task: MatchTask) -> MatchResult:

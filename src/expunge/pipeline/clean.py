@@ -129,7 +129,9 @@ def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str],
         images = pq.read_table(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
         errors = images.column("error")
         if errors.null_count < len(errors):
-            bad = images.filter(errors.is_valid())
+            # One line per member: a row is quarantined when any of its members failed to decode and none
+            # of them matched. Lines outside every sample (row -1) never carry an error (the index refuses).
+            bad = images.filter(pc.and_(errors.is_valid(), pc.greater_equal(images.column("row"), 0)))
             for row, err in zip(bad.column("row").to_pylist(), bad.column("error").to_pylist(), strict=True):
                 if row not in reasons:
                     quarantined.setdefault(int(row), str(err))
@@ -283,13 +285,15 @@ def _confirm_source(task: CleanTask) -> None:
 
 
 def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
-    """Sample keys of the given rows: metadata rows by the key column, the rest from the tar's samples."""
-    samples = pq.read_table(Path(task.index_dir) / "samples.parquet")
-    by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
-    keys: set[str] = {by_row[r] for r in rows if r in by_row}
-    if task.shard_path and task.key_column:
-        keys.update(str(k) for k in _values_at(task.shard_path, task.key_column, rows) if k is not None)
-    return sorted(keys)
+    """Sample keys (tar keys, file names) of the given rows, from the index's sample-to-row links.
+
+    Never from the key column's values: those are spelled as the metadata spells them (``1`` for the
+    tar's ``000000001``), and the index has already linked every sample to its row or refused the shard.
+    """
+    samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
+    wanted = set(rows)
+    links = zip(samples.column("key").to_pylist(), samples.column("row").to_pylist(), strict=True)
+    return sorted({k for k, r in links if r in wanted})
 
 
 def _write_folder_shard(task: CleanTask, gone: list[int], drop: set[str], rows_in: int, tmp_dir: Path) -> str:
@@ -326,7 +330,9 @@ def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:
         wds.rewrite_tar(task.tar_path, tmp, drop)
     shard = wds.TarShard(task.shard_name, task.tar_path, task.shard_path, task.stats_path)
     if task.shard_path or task.stats_path:
-        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key", tmp_dir)
+        # The metadata loses exactly the decided rows (by position, as the index linked them).
+        rows = gone if task.shard_path else None
+        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key", tmp_dir, rows=rows)
     return "rewritten"
 
 
