@@ -26,9 +26,9 @@ from expunge.formats.webdataset import (
     iter_images,
     iter_members,
     rewrite_companions,
-    scan,
     rewrite_tar,
     sample_keys,
+    scan,
     split_key,
 )
 

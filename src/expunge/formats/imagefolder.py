@@ -29,14 +29,12 @@ import pyarrow.compute as pc
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
-from expunge.formats.webdataset import COMPANION_EXTS
+from expunge.formats.webdataset import COMPANION_EXTS, COMPANION_NAMES
 
 IMAGE_SUFFIXES = (
     ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl",
 )  # fmt: skip
 FILE_COLUMNS = ("file", "filename", "file_name", "path", "image_path", "image")
-#: Extension-less names (lower case) of files that are documentation, not samples.
-COMPANION_NAMES = frozenset(("license", "licence", "readme", "copying", "notice", "authors", "changelog"))
 
 
 def _has_image_suffix(name: str) -> bool:
@@ -138,7 +136,7 @@ def iter_data(directory: str, meta: str | None) -> Iterator[tuple[int, str | Non
     skip = os.path.basename(meta) if meta else None
     for name in names:
         if not is_image_file(name) and name != skip:
-            yield -1, None, _ext(name), _read(directory, name)
+            yield -1, None, _ext(name) or name, _read(directory, name)  # "LICENSE" is classified by name
 
 
 def _ext(name: str) -> str:

@@ -81,6 +81,8 @@ COMPANION_EXTS = frozenset(
         "parquet",
     }
 )
+#: Extension-less names (lower case) of documentation files: companions too, wherever they appear.
+COMPANION_NAMES = frozenset(("license", "licence", "readme", "copying", "notice", "authors", "changelog"))
 SUFFIXES = (".tar",)
 
 BLOCK = 512
@@ -195,8 +197,9 @@ def member_key(name: str) -> tuple[str, str] | None:
 
 
 def is_companion(ext: str) -> bool:
-    """A member extension that marks text or structured data (see :data:`COMPANION_EXTS`)."""
-    return ext.rpartition(".")[2].lower() in COMPANION_EXTS
+    """A member extension that marks text or structured data (:data:`COMPANION_EXTS`), or a
+    documentation file's whole name (:data:`COMPANION_NAMES`, as :func:`scan` gives it for ``README``)."""
+    return ext.rpartition(".")[2].lower() in COMPANION_EXTS or ext.lower() in COMPANION_NAMES
 
 
 def is_image_ext(ext: str) -> bool:
@@ -474,7 +477,7 @@ class DataMember(NamedTuple):
 
     sample: int  # index into :attr:`Layout.keys`, -1 for data outside every sample
     key: str | None  # the sample's key (None outside every sample)
-    ext: str  # "" for an extension-less file named like its sample, or outside every sample without one
+    ext: str  # what the member is classified by: its extension ("" if none), or README's whole name
     offset_data: int
     size: int
 
@@ -553,7 +556,9 @@ def scan(path: str) -> Layout:
         elif split is None and name in index:  # "KEY" beside "KEY.jpg"
             members.append(DataMember(index[name], name, "", offset, size))
         else:
-            members.append(DataMember(-1, None, split[1] if split else "", offset, size))
+            base = name.rpartition("/")[2]
+            ext = split[1] if split else base if base.lower() in COMPANION_NAMES else ""
+            members.append(DataMember(-1, None, ext, offset, size))
     return Layout(list(index), members)
 
 
