@@ -3,8 +3,8 @@
 ```
 STORE/
   key                                 32 random bytes (0600): keys the hashes that name removed rows
-  banks/NAME/bank.json                provenance and version history
-  banks/NAME/values.parquet           current values, sorted, binary
+  banks/NAME/bank.json                provenance and version history; the commit point of an import
+  banks/NAME/values-vNNNN.parquet     current values, sorted, binary (the file bank.json names)
   banks/NAME/deltas/vNNNN.added.parquet / .removed.parquet
   datasets/SLUG-ID/dataset.json       shards, fingerprints, columns, what is indexed
   datasets/SLUG-ID/index/SHARD/rows.parquet       per-row quarantine code
