@@ -192,13 +192,14 @@ def test_banks_of_older_stores_keep_working(store: Store, tmp_path: Path) -> Non
 
 
 def _run_dying_at(n: int, job: Callable[[], object]) -> bool:
-    """Run ``job`` in a child killed (SIGKILL) just before its n-th rename or fsync; True if it died."""
+    """Run ``job`` in a child killed (SIGKILL) just before its n-th rename, fsync or unlink (the garbage
+    collection after a commit); True if it died."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 0
         try:
             seen = [0]
-            real_replace, real_fsync = os.replace, os.fsync
+            real_replace, real_fsync, real_unlink = os.replace, os.fsync, os.unlink
 
             def hit() -> None:
                 seen[0] += 1
@@ -213,8 +214,13 @@ def _run_dying_at(n: int, job: Callable[[], object]) -> bool:
                 hit()
                 real_fsync(fd)
 
+            def unlink(*args: Any, **kwargs: Any) -> None:
+                hit()
+                real_unlink(*args, **kwargs)
+
             os.replace = replace  # type: ignore[assignment]
             os.fsync = fsync
+            os.unlink = unlink  # type: ignore[assignment]
             job()
         except BaseException:
             code = 3
