@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.index.build import read_feature
+from expunge.index.build import read_feature, read_quarantine
 from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
 from expunge.match.exact import SortedSet, fixed_to_numpy, match_column
 from expunge.signals import feature_is_image
@@ -168,6 +168,11 @@ def _find(
         column = read_feature(index_dir, feature)
         own, valid = fixed_to_numpy(column, bank.width)
         absent = ~bank.values.contains(own) & valid
+        # Rows that cannot be checked (null, empty, not a web URL) are quarantined for that reason; a
+        # keep-list finding would only relabel them.
+        quarantined = read_quarantine(index_dir)
+        if len(quarantined) >= len(absent):
+            absent &= quarantined[: len(absent)] == 0
         return np.flatnonzero(absent), own[absent], None
     if not feature_is_image(feature):
         column = read_feature(index_dir, feature)
