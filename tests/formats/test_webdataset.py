@@ -25,6 +25,7 @@ from expunge.formats.webdataset import (
     discover_tars,
     iter_images,
     iter_members,
+    normalize_name,
     rewrite_companions,
     rewrite_tar,
     sample_keys,
@@ -253,6 +254,28 @@ def test_keys_follow_webdataset(tmp_path: Path) -> None:
     out = tmp_path / "o.tar"
     assert rewrite_tar(str(path), out, {"a"}) == (1, 1)
     assert [ti.name for ti in _tar_members(out)] == ["b.jpg", "README", "__index__", "extras"]
+
+
+def test_names_are_compared_as_they_extract_and_every_data_entry_is_assigned(tmp_path: Path) -> None:
+    assert [normalize_name(n) for n in ("./a.jpg", "/a.jpg", "a//b/./c.jpg", "../a.jpg", ".")] == [
+        "a.jpg", "a.jpg", "a/b/c.jpg", "../a.jpg", ""
+    ]  # fmt: skip
+    samples: list[Sample] = [("./k0", [("jpg", b"a"), ("txt", b"b")]), ("k1", [("json", b"{}")])]
+    path = _write_tar(tmp_path / "s.tar", samples)
+    with tarfile.open(path, "a") as tf:
+        for name in ("k1", "README", ".hidden.jpg"):  # k1 joins sample k1; the others belong to none
+            ti = tarfile.TarInfo(name)
+            ti.size = 1
+            tf.addfile(ti, io.BytesIO(b"x"))
+    layout = scan(str(path))
+    assert layout.keys == ["k0", "k1"] == sample_keys(str(path))
+    assert [(m.sample, m.key, m.ext) for m in layout.members] == [
+        (0, "k0", "jpg"), (0, "k0", "txt"), (1, "k1", "json"), (1, "k1", ""),
+        (-1, None, "README"), (-1, None, ""),
+    ]  # fmt: skip
+    out = tmp_path / "o.tar"
+    rewrite_tar(str(path), out, {"k1"})
+    assert [ti.name for ti in _tar_members(out)] == ["./k0.jpg", "./k0.txt", "README", ".hidden.jpg"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS.values(), ids=FORMATS.keys())

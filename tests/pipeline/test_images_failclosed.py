@@ -313,6 +313,35 @@ def test_data_outside_every_sample_is_checked(tmp_path: Path) -> None:
         _clean(tmp_path, opaque, _lists(tmp_path, images=[listed]), out="o3")
 
 
+def test_data_in_an_entry_of_unknown_type_is_checked(tmp_path: Path) -> None:
+    """tar extracts an unknown typeflag as a regular file: its data is a member like any other."""
+    listed = _img(LISTED)
+    root = _dataset(tmp_path / "ds", [*_sample(KEYS[0]), *_sample(KEYS[1])], KEYS[:2])
+    with tarfile.open(root / "00000.tar", "a") as tf:
+        ti = tarfile.TarInfo(f"{KEYS[1]}.x")
+        ti.size, ti.type = len(listed), b"Z"
+        tf.addfile(ti, io.BytesIO(listed))
+    summary = _clean(tmp_path, root, _lists(tmp_path, images=[listed]))
+    assert (summary["rows_removed"], summary["rows_kept"]) == (1, 1)
+    assert listed not in (tmp_path / "out" / "00000.tar").read_bytes()
+
+
+def test_key_columns_spelled_otherwise_still_link(tmp_path: Path) -> None:
+    listed = _img(LISTED)
+    members = [*_sample(KEYS[0]), *_sample(KEYS[1]), (f"{KEYS[1]}.png", listed)]
+    spellings: list[tuple[Any, pa.DataType]] = [
+        (pa.array(KEYS[:2]).dictionary_encode(), pa.dictionary(pa.int32(), pa.string())),
+        (KEYS[:2], pa.large_string()),
+        ([f"./{k}" for k in KEYS[:2]], pa.string()),
+        ([7, 1, 0], pa.uint64()),
+    ]
+    for i, (keys, key_type) in enumerate(spellings):
+        root = _dataset(tmp_path / f"ds{i}", members, keys, key_type)
+        summary = _clean(tmp_path, root, _lists(tmp_path, images=[listed]), out=f"o{i}")
+        assert summary["rows_removed"] == 1, key_type
+        assert listed not in (tmp_path / f"o{i}" / "00000.tar").read_bytes()
+
+
 def test_non_utf8_member_names_are_one_line_exit_2(tmp_path: Path) -> None:
     root = _dataset(tmp_path / "ds", _sample(KEYS[0]), KEYS[:1])
     raw = bytearray((root / "00000.tar").read_bytes())

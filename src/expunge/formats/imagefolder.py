@@ -103,7 +103,7 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _published(directory: str) -> list[str]:
+def published_files(directory: str) -> list[str]:
     """Every file the release carries for this folder (before removals), sorted; non-UTF-8 names refused."""
     names = sorted(f for f in os.listdir(directory) if not f.startswith("."))
     bad = sum(1 for f in names if not _utf8(f))
@@ -114,7 +114,7 @@ def _published(directory: str) -> list[str]:
 
 def image_files(directory: str) -> list[str]:
     """The shard's samples: sample files directly in the directory, sorted by name."""
-    return [f for f in _published(directory) if is_image_file(f)]
+    return [f for f in published_files(directory) if is_image_file(f)]
 
 
 def _read(directory: str, name: str) -> bytes:
@@ -129,7 +129,7 @@ def iter_data(directory: str, meta: str | None) -> Iterator[tuple[int, str | Non
 
     The metadata parquet itself is left out: it is the shard's rows, not a file beside them.
     """
-    names = _published(directory)
+    names = published_files(directory)
     samples = [f for f in names if is_image_file(f)]
     for i, name in enumerate(samples):
         yield i, name, _ext(name), _read(directory, name)
@@ -235,7 +235,7 @@ def write_folder(directory: str, out_dir: Path, drop: set[str], tmp_dir: Path, s
     """
     kept = 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in _published(directory):
+    for name in published_files(directory):
         if name in drop or name in skip:
             continue
         atomic.copy_or_link(Path(directory, name), out_dir / name, tmp_dir)

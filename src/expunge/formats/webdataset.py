@@ -784,6 +784,8 @@ def _metadata_keys(meta: str, column: str) -> tuple[list[Any], bool]:
             except pa.ArrowException:
                 raise ExpungeError(f"key column {column!r} is not valid UTF-8 text", meta) from None
         values.extend(col.to_pylist())
+    if text:  # spelled as member names are compared: "./000001" is the tar's "000001"
+        values = [None if v is None else normalize_name(v) or None for v in values]  # "" names no sample
     return values, integer
 
 

@@ -138,6 +138,8 @@ def index_images(
                 outside += 1
                 outside_errors += h.error is not None
             else:
+                if rows is not None and sample >= len(rows):
+                    raise ExpungeError("shard changed while it was being indexed; run again", source or None)
                 row = sample if rows is None else rows[sample]
                 if h.error:
                     errors[h.error] = errors.get(h.error, 0) + 1
