@@ -272,7 +272,8 @@ def test_detect_format(tmp_path: Path, name: str, text: str, expected: str) -> N
 def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
     a = _hex("a")
     path = _write(tmp_path, "a.txt", f"md5,category\n{a},alpha\n")
-    assert read_list(path).format == "plain"
+    assert read_list(path).format == "csv"  # a CSV header in a .txt is detected (adversary, issue 8)
+    assert [e.token for e in read_list(path, "plain").entries] == ["md5,category", f"{a},alpha"]
     lf = read_list(path, "csv")
     assert [(e.token, e.category) for e in lf.entries] == [(a, "alpha")]
 

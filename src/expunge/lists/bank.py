@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.lists.readers import hex_digests, read_tokens
+from expunge.lists.readers import detect_format, hex_digests, read_tokens
 from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store
 
@@ -259,12 +259,20 @@ def import_list(
     name, note = _resolve_name(store, path, name, origin)
     file_sha = _file_sha256(path)
     if (store.bank_dir(name) / BANK_JSON).is_file():
-        # Re-importing the file a bank was last built from changes nothing: skip the parse.
+        # Re-importing the file a bank was last built from, read the same way, changes nothing: skip
+        # the parse. A recipe left out means the signal's default, not whatever the bank holds, and
+        # another --format or --column reads other values from the same bytes.
         known = load_info(store, name)
         last = known.versions[-1] if known.versions else {}
         same_threshold = threshold is None or threshold == known.threshold
-        same_kind = signal in (None, known.signal) and recipe in (None, known.recipe)
-        if last.get("file_sha256") == file_sha and same_threshold and same_kind:
+        kind = SIGNALS.get(signal or known.signal)
+        want_recipe = recipe or (kind.recipes[0] if kind is not None else None)
+        same_kind = signal in (None, known.signal) and want_recipe == known.recipe
+        same_read = (
+            last.get("format") == (detect_format(path) if fmt == "auto" else fmt)
+            and last.get("column") == column
+        )
+        if last.get("file_sha256") == file_sha and same_threshold and same_kind and same_read:
             if known.count == 0 and not allow_empty:
                 raise _empty_error(path)
             _collect_garbage(store.bank_dir(name), known)  # what a run killed after its commit left
@@ -324,8 +332,8 @@ def import_list(
     same_threshold = not info.versions or info.versions[-1].get("threshold") == info.threshold
     added = np.setdiff1d(new, old, assume_unique=True)
     removed = np.setdiff1d(old, new, assume_unique=True)
-    unchanged = bool(info.versions) and info.versions[-1]["file_sha256"] == file_sha
-    if info.versions and (unchanged or (len(added) == 0 and len(removed) == 0)) and same_threshold:
+    # Only the values decide: the same bytes read with another --column or --format are other values.
+    if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
         _collect_garbage(bdir, info)
         return ImportResult(name, info.version, info.count, 0, 0, True)
     version = info.version + 1
@@ -347,6 +355,7 @@ def import_list(
             "path": origin,
             "file_sha256": file_sha,
             "format": parsed.format,
+            "column": column,
             "count": len(new),
             "lines": len(parsed.tokens),
             "added": len(added),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,13 @@ def read_csv(path: Path, column: str | None = None) -> ListFile:
                 f"line {header_line}",
             )
         idx = found[0]
+    if lower.count(lower[idx]) > 1:
+        # Which of two columns of one name holds the list is a guess; the other's values would be lost.
+        raise ExpungeError(
+            f"the CSV header names the value column {header[idx]!r} more than once",
+            path,
+            f"line {header_line}",
+        )
     cat_idx = lower.index("category") if "category" in lower else None
     entries: list[Entry] = []
     for n, text in body[1:]:
@@ -206,8 +214,21 @@ def detect_format(path: Path) -> str:
         first = c.split(None, 1)
         if len(first) == 2 and first[0].lower() in PYTX_SIGNAL_NAMES:
             return "pytx"
+        if _looks_like_csv_header(c):
+            # A CSV saved as .txt: read as plain text, "url,category" and "http://x/y,cat" would be
+            # hashed as URLs and the listed URL never be in the bank. CSV reading is strict (field
+            # counts, quotes), so a plain list misread this way is refused, not half-read.
+            return "csv"
         return "plain"
     return "plain"
+
+
+_HEADER_FIELD = re.compile(r"[a-z_][a-z0-9_ -]*")
+
+
+def _looks_like_csv_header(line: str) -> bool:
+    fields = [f.strip().strip('"').strip().lower() for f in line.split(",")]
+    return all(_HEADER_FIELD.fullmatch(f) for f in fields) and any(f in CSV_VALUE_COLUMNS for f in fields)
 
 
 def read_list(path: Path, fmt: str = "auto", column: str | None = None) -> ListFile:
