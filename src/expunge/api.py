@@ -71,6 +71,8 @@ class Options:
     max_pixels: int = 178_956_970  # larger images are quarantined as decompression bombs
     sign_key: Path | None = None  # sign the release manifest (minisign format) with this key
     cover: int = 0  # hide each flagged row among at least this many removed rows (release.cover)
+    publish_records: bool = False  # put removed.parquet in the release: it names every removed row
+    previous_manifest: Path | None = None  # the release this one follows, when OUT does not hold it
 
 
 class _Session:
@@ -81,6 +83,8 @@ class _Session:
         self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
         self.pipeline.quality_floor = opts.quality_floor
         self.pipeline.sign_key = Path(opts.sign_key) if opts.sign_key else None
+        self.pipeline.publish_records = opts.publish_records
+        self.pipeline.previous_manifest = Path(opts.previous_manifest) if opts.previous_manifest else None
         self._lock = self.store.lock()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:

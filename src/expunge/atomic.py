@@ -26,16 +26,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temp_dir_for(final: Path, tmp_dir: Path | None) -> Path:
+    """Where the temporary for ``final`` goes: ``tmp_dir`` when it is on ``final``'s filesystem, else
+    ``final``'s own folder (under a hidden name).
+
+    A rename cannot cross filesystems (EXDEV), and one caller often writes to two places (the store and
+    a release folder on another disk): checking per destination keeps every rename on one device.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if tmp_dir is None:
+        return final.parent
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    if os.stat(tmp_dir).st_dev != os.stat(final.parent).st_dev:
+        return final.parent
+    return tmp_dir
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success fsync it and rename it to ``final``.
 
-    ``tmp_dir`` lets callers keep temporaries out of a published folder; it must be on the same
-    filesystem as ``final``. On failure the temporary is removed and ``final`` is untouched.
+    ``tmp_dir`` lets callers keep temporaries out of a published folder; it is used only when it is on
+    the same filesystem as ``final`` (see :func:`temp_dir_for`). On failure the temporary is removed and
+    ``final`` is untouched.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    where = tmp_dir if tmp_dir is not None else final.parent
-    where.mkdir(parents=True, exist_ok=True)
+    where = temp_dir_for(final, tmp_dir)
     tmp = where / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
     try:
         yield tmp
@@ -68,9 +83,7 @@ def copy_or_link(src: Path, final: Path, tmp_dir: Path | None = None) -> str:
 
     Returns ``"linked"`` or ``"copied"``. Either way the result appears atomically.
     """
-    where = tmp_dir if tmp_dir is not None else final.parent
-    where.mkdir(parents=True, exist_ok=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    where = temp_dir_for(final, tmp_dir)
     tmp = where / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

@@ -92,7 +92,8 @@ def run_demo(
     times["import"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    opts = api.Options(store=store, workers=workers, reporter=reporter)
+    # The demo publishes its per-row records so it can check them against what it planted.
+    opts = api.Options(store=store, workers=workers, reporter=reporter, publish_records=True)
     release = workdir / "release"
     summary = api.clean([str(ds.root)], release, banks=list(DEMO_LISTS), opts=opts)
     times["clean"] = time.perf_counter() - t
@@ -120,7 +121,8 @@ def _image_part(
     for name, source in (("pdq", "SYNTHETIC list E (PDQ)"), ("image_md5", "SYNTHETIC list F (image MD5)")):
         api.import_list(lists[name], store=store, name=name, signal=name, source=source, label="synthetic")
     release = workdir / "release-images"
-    opts = api.Options(store=store, workers=workers, reporter=reporter)
+    # The demo publishes its per-row records so it can check them against what it planted.
+    opts = api.Options(store=store, workers=workers, reporter=reporter, publish_records=True)
     summary = api.clean([str(ds.root)], release, banks=["pdq", "image_md5"], opts=opts)
     removed = pq.read_table(release / "removed.parquet").to_pylist()
     got = {(r["shard"], r["row"]) for r in removed if r["action"] == "removed"}

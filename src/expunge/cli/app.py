@@ -271,6 +271,19 @@ def clean_cmd(
             "--cover", help="Hide each flagged row among at least K removed rows in the public diff."
         ),
     ] = 0,
+    publish_records: Annotated[
+        bool,
+        typer.Option(
+            "--publish-records",
+            help="Also publish removed.parquet: it reveals which rows went (shard, row, reasons).",
+        ),
+    ] = False,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous", help="MANIFEST.json of the release this one follows (default: the one in --out)."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
@@ -278,7 +291,11 @@ def clean_cmd(
     opts = _opts(locals(), quiet or as_json)
     opts.sign_key = sign
     opts.cover = cover
+    opts.publish_records = publish_records
+    opts.previous_manifest = previous
     summary = api.clean(dataset, out_dir, lists=list_ or (), banks=bank, opts=opts, allow_empty=allow_empty)
+    if summary.get("notice"):  # once, on stderr, even with --json or --quiet
+        Console(stderr=True).print(f"expunge: note: {escape(summary['notice'])}", highlight=False)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
@@ -397,11 +414,20 @@ def verify_cmd(
         list[str] | None, typer.Option("--list", help="FILE:SIGNAL[:RECIPE]: no row may match it.")
     ] = None,
     workers: WorkersOpt = None,
+    min_sequence: Annotated[
+        int | None, typer.Option("--min-sequence", help="Reject a release older than this sequence number.")
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="An earlier MANIFEST.json: reject a release that is not newer."),
+    ] = None,
 ) -> None:
-    """Check signature, Merkle root, every shard's SHA-256 and row count, and (given lists) no matches."""
+    """Check signature, roots, every file's SHA-256 (nothing unlisted), shard rows, sequence, no matches."""
     from expunge.release.verify import verify_release
 
-    problems = verify_release(release, manifest, pubkey, list_ or (), workers)
+    problems = verify_release(
+        release, manifest, pubkey, list_ or (), workers, min_sequence=min_sequence, previous=previous
+    )
     err = Console(stderr=True)
     for line in problems:
         err.print(f"[red]mismatch:[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -524,7 +550,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console | Non
         )
     con.print(
         f"shards: {summary['shards_copied']} copied unchanged, {summary['shards_rewritten']} rewritten → "
-        f"[bold]{out_dir}[/]  (summary.json, removed.parquet beside the shards)"
+        f"[bold]{out_dir}[/]  (summary.json, MANIFEST.json, report.html beside the shards)"
     )
 
 

@@ -38,12 +38,15 @@ RECORD_SCHEMA = pa.schema(
         ("row_key", pa.binary(16)),
         ("shard", pa.string()),
         ("row", pa.int64()),
-        ("key", pa.string()),  # the dataset's own sample key (SAMPLE_ID / img2dataset key), never content
+        # The dataset's own sample key, keyed-hashed like the URL: datasets that use the URL as the key
+        # (common on the Hub) would otherwise put the flagged URL into the records.
+        ("key_hash", pa.binary(16)),
         ("action", pa.string()),
         ("reasons", pa.list_(pa.string())),
     ]
 )
 PLAN_FORMAT = 1
+OUTPUTS_META = b"expunge.outputs"
 
 
 @dataclass(frozen=True)
@@ -354,12 +357,20 @@ def _write_records(
         samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
         by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
         keys = [k if k is not None else by_row.get(r) for k, r in zip(keys, gone, strict=True)]
+    key_hashes = [
+        None
+        if k is None
+        else hashlib.blake2b(
+            str(k).encode("utf-8"), key=task.key, digest_size=16, person=b"sample-key"
+        ).digest()
+        for k in keys
+    ]
     table = pa.table(
         {
             "row_key": pa.array(keyed_hash(urls, task.key), pa.binary(16)),
             "shard": pa.array([task.shard_name] * len(gone), pa.string()),
             "row": pa.array(gone, pa.int64()),
-            "key": pa.array(keys, pa.string()),
+            "key_hash": pa.array(key_hashes, pa.binary(16)),
             "action": pa.array(["removed" if r in reasons else "quarantined" for r in gone], pa.string()),
             "reasons": pa.array(
                 [sorted(reasons[r]) if r in reasons else [f"quarantine:{quarantined[r]}"] for r in gone],
@@ -368,6 +379,14 @@ def _write_records(
         },
         schema=RECORD_SCHEMA,
     )
+    # The files this shard put in the release (relative to it), so the orchestrator can tell its own
+    # outputs from anything else in the folder: a stale file is never published by accident.
+    outputs: list[str] = []
+    if task.out_root:
+        drop = set(_keys_of_rows(task, gone)) if task.folder_path and gone else set()
+        root = Path(task.out_root)
+        outputs = sorted(p.relative_to(root).as_posix() for p in _outputs(task, drop))
+    table = table.replace_schema_metadata({OUTPUTS_META: json.dumps(outputs)})
     with atomic.atomic_path(path, tmp_dir) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -388,5 +407,10 @@ def _values_at(path: str, column: str, rows: list[int], *, binary: bool = False)
     return out
 
 
-def read_records(path: Path) -> pa.Table:
-    return pq.read_table(path).cast(RECORD_SCHEMA)
+def read_records(path: Path) -> tuple[pa.Table, list[str] | None]:
+    """A shard's removal records, and the release files the shard wrote (None for records from before
+    they were listed: the shard is then redone, never trusted)."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    outputs = json.loads(meta[OUTPUTS_META]) if OUTPUTS_META in meta else None
+    return table.replace_schema_metadata(None).cast(RECORD_SCHEMA), outputs

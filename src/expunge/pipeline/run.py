@@ -7,13 +7,15 @@ what changed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -30,19 +32,30 @@ from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file,
 from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES, IMAGES_FILE
 from expunge.lists.bank import BankInfo, load_info
 from expunge.match.stage import BankRef, MatchTask
-from expunge.pipeline.clean import CleanResult, CleanTask, marker_paths, read_records
+from expunge.pipeline.clean import RECORD_SCHEMA, CleanResult, CleanTask, marker_paths, read_records
 from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
 from expunge.release import manifest as release_manifest
 from expunge.release import sign as release_sign
-from expunge.release.cover import CoverPlan, ShardCandidates, plan_cover
+from expunge.release.cover import STATE_FILE as COVER_STATE
+from expunge.release.cover import CoverPlan, ShardCandidates, load_state, plan_cover, save_state
 from expunge.release.croissant import croissant, dataset_card, parquet_columns
 from expunge.release.croissant import dumps as croissant_dumps
 from expunge.release.report import write_report
 from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
-STATE_DIR = ".expunge"
+STATE_DIR = ".expunge"  # where releases kept their state before it moved to the store
+OUT_TMP = ".expunge-tmp"  # temporaries inside OUT, only when nowhere else on its filesystem will do
+RECORDS = "removed.parquet"
+RELEASE_FILES = ("summary.json", "report.html", "croissant.json", "README.md")
+RECORDS_PRIVATE = "per-row records (which rows went, and why) are kept by the publisher, not published"
+RECORDS_PUBLISHED = "per-row records are published in removed.parquet: they name every removed row"
+DIFF_NOTICE = (
+    "this release was made without a cover set: anyone holding the previous release can diff the two "
+    "and see exactly which rows were removed. Run clean with --cover K to hide each flagged row among "
+    "at least K removed rows that nobody can tell apart from it."
+)
 
 
 @dataclass
@@ -132,6 +145,8 @@ class Pipeline:
         self.ledger: list[dict[str, Any]] = []
         self.quality_floor = 50  # PDQ hashes below this quality are counted, never matched
         self.sign_key: Path | None = None  # sign MANIFEST.json with this Ed25519 key
+        self.publish_records = False  # put removed.parquet (which rows went, and why) in the release
+        self.previous_manifest: Path | None = None  # the release this one follows, if not the one in OUT
 
     def _index_dir(self, ds: Dataset, shard: str) -> Path:
         return self.store.dataset_dir(ds.id) / "index" / Store.shard_id(shard)
@@ -305,22 +320,24 @@ class Pipeline:
     def clean(self, ds: Dataset, banks: list[BankInfo], out: Path, cover: int = 0) -> dict[str, Any]:
         started = time.perf_counter()
         out = check_out_location(self.store, ds, out)
-        _check_out(ds, out)
-        # With a cover set the per-row reasons must stay private: markers and records go to the store.
-        private = (
-            self.store.dataset_dir(ds.id) / "private" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
-        )
-        state_dir = private if cover else out / STATE_DIR
+        if cover and self.publish_records:
+            raise ExpungeError("--publish-records would name the rows that --cover hides: choose one", out)
+        # Per-row records and completion markers never enter the release: they stay in the store, in a
+        # folder keyed by the resolved output path. OUT holds published files only.
+        state_dir = self.state_dir(ds, out)
+        _check_out(ds, out, resuming=(state_dir / "shards").is_dir())
         (state_dir / "shards").mkdir(parents=True, exist_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        tmp_dir = self.store.tmp if _same_device(self.store.tmp, out) else state_dir / "tmp"
+        # Temporaries for OUT on OUT's filesystem (a rename cannot cross devices); those for the store
+        # go to the store's tmp/ (atomic.py falls back per destination when a folder is elsewhere).
+        tmp_dir = self.store.tmp if _same_device(self.store.tmp, out) else _out_tmp(out)
         key = self.store.key()
         refs = tuple(BankRef(b.name, b.version) for b in banks)
         signals = tuple(b.signal for b in banks)
         tasks = []
         url_scope = any(not feature_is_image(b.feature) for b in banks)
         image_scope = any(feature_is_image(b.feature) for b in banks)
-        plan = self._cover_plan(ds, banks, cover, key, url_scope) if cover else None
+        plan = self._cover_plan(ds, banks, cover, key, url_scope, image_scope) if cover else None
         for shard in ds.shards:
             findings, _ = self._findings(ds, shard.name)
             tasks.append(
@@ -356,32 +373,40 @@ class Pipeline:
                 bar.advance(1)
         ordered = [results[s.name] for s in ds.shards]
         _drop_stale_shards(state_dir, out, {s.name for s in ds.shards})
-        records = [read_records(marker_paths(state_dir, s.name)[1]) for s in ds.shards]
-        removed = pa.concat_tables(records) if records else None
-        if removed is not None:
-            with atomic.atomic_path((state_dir if cover else out) / "removed.parquet", tmp_dir) as tmp:
-                pq.write_table(removed, tmp, compression="zstd")
+        records, outputs = self._records(state_dir, tasks, results)
+        ordered = [results[s.name] for s in ds.shards]
+        previous = self._previous_manifests(out)
+        published = set(outputs) | set(RELEASE_FILES) | ({RECORDS} if self.publish_records else set())
+        _sweep(out, published, previous, signing=self.sign_key is not None)
+        atomic.write_bytes(state_dir / RECORDS, _parquet_bytes(records), self.store.tmp)
+        if self.publish_records:
+            atomic.write_bytes(out / RECORDS, _parquet_bytes(records), tmp_dir)
         summary = _summary(ds, banks, ordered)
+        summary["records"] = RECORDS_PUBLISHED if self.publish_records else RECORDS_PRIVATE
         if plan is not None:
             summary["cover"] = plan.public()
+        elif summary["rows_removed"]:
+            summary["notice"] = DIFF_NOTICE
         atomic.write_json(out / "summary.json", summary, tmp_dir)
         inputs = [
             {"name": s.name, "sha256": ds.state[s.name]["sha256"], "rows": ds.state[s.name]["rows"]}
             for s in ds.shards
         ]
         manifest = release_manifest.build(summary, inputs, ds.id)
+        manifest["policy"]["records"] = summary["records"]
         if plan is not None:
             manifest["policy"]["cover"] = plan.public()
-        data = release_manifest.dumps(manifest)
-        atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
-        if self.sign_key is not None:
-            sig = release_sign.sign(
-                data, self.sign_key, f"expunge release merkle_root={manifest['merkle_root']}"
-            )
-            atomic.write_bytes(out / (release_manifest.MANIFEST + ".minisig"), sig, tmp_dir)
-        # The human-facing files: a report, Croissant metadata and a dataset-card snippet. No timings in
-        # them, so a rerun writes the same bytes.
-        write_report(out, self.store.root, timings=False, tmp_dir=tmp_dir)
+        # The human-facing files come first, built from the manifest's shard part (they quote the shard
+        # root, never the manifest's own hash), so the manifest can list them like any other file. No
+        # timings in them, so a rerun writes the same bytes.
+        write_report(
+            out,
+            self.store.root,
+            timings=False,
+            tmp_dir=tmp_dir,
+            manifest=manifest,
+            signed=self.sign_key is not None,
+        )
         columns = parquet_columns(ds.shards[0].path) if ds.shards and ds.shards[0].path else None
         name = Path(ds.root).name
         doc = croissant(manifest, summary, name=name, columns=columns)
@@ -389,7 +414,20 @@ class Pipeline:
         atomic.write_bytes(
             out / "README.md", dataset_card(manifest, summary, name=name).encode("utf-8"), tmp_dir
         )
-        if tmp_dir == state_dir / "tmp":
+        manifest = release_manifest.with_files(manifest, self._release_files(out, published, state_dir))
+        manifest["release"] = release_manifest.next_release(manifest, previous)
+        data = release_manifest.dumps(manifest)
+        atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
+        if self.sign_key is not None:
+            comment = (
+                f"expunge release sequence={manifest['release']['sequence']} "
+                f"files_root={manifest['files_root']} merkle_root={manifest['merkle_root']}"
+            )
+            sig = release_sign.sign(data, self.sign_key, comment)
+            atomic.write_bytes(out / release_manifest.SIGNATURE, sig, tmp_dir)
+        if plan is not None:  # last: a run that dies before this point redraws the same cover
+            save_state(self.store.dataset_dir(ds.id) / COVER_STATE, plan.state, self.store.tmp)
+        if tmp_dir != self.store.tmp:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         report = StageReport(
             "clean",
@@ -401,6 +439,91 @@ class Pipeline:
         self.ledger.append(asdict(report))
         return summary
 
+    def state_dir(self, ds: Dataset, out: Path) -> Path:
+        """Where the store keeps one release folder's markers and per-row records (never in OUT)."""
+        tag = hashlib.sha256(str(out.resolve()).encode("utf-8")).hexdigest()[:16]
+        return self.store.dataset_dir(ds.id) / "private" / tag
+
+    def _records(
+        self, state_dir: Path, tasks: list[CleanTask], results: dict[str, CleanResult]
+    ) -> tuple[pa.Table, list[str]]:
+        """Every shard's removal records, concatenated, and every file the shards put in the release.
+
+        A shard whose records do not list its files (written by an older expunge) is done again rather
+        than trusted: without the list, a stale file in OUT could not be told from a fresh one.
+        """
+        for attempt in (1, 2):
+            tables: list[pa.Table] = []
+            outputs: list[str] = []
+            redo: list[CleanTask] = []
+            for task in tasks:
+                marker, path = marker_paths(state_dir, task.shard_name)
+                table, files = read_records(path)
+                if files is None:
+                    if attempt == 2:
+                        raise RuntimeError(f"{task.shard_name}: records list no files")  # a bug
+                    marker.unlink(missing_ok=True)
+                    redo.append(task)
+                    continue
+                tables.append(table)
+                outputs.extend(files)
+            if not redo:
+                break
+            for res in self.executor.map(clean_shard, redo):
+                results[res.shard] = res
+        return (pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()), outputs
+
+    def _previous_manifests(self, out: Path) -> list[tuple[dict[str, Any], bytes]]:
+        """The manifests this release may follow: the one in OUT (read before anything replaces it)
+        and ``--previous``. An unreadable one is refused: the sequence must never restart silently."""
+        found = []
+        for path in (out / release_manifest.MANIFEST, self.previous_manifest):
+            if path is None or (path == out / release_manifest.MANIFEST and not path.is_file()):
+                continue
+            man = release_manifest.load(path)
+            found.append((man, path.read_bytes()))
+        return found
+
+    def _release_files(self, out: Path, published: set[str], state_dir: Path) -> list[dict[str, Any]]:
+        """Path, SHA-256 and size of every file in OUT but the manifest and its signature.
+
+        Hashes are reused from the last run when a file's size, mtime, ctime and inode are unchanged
+        (ctime cannot be set back by hand); the rest are hashed on the executor, many files per task.
+        """
+        files, _, odd = release_manifest.walk(out)
+        if odd:
+            raise ExpungeError("a link or special file appeared in the output folder", out / odd[0])
+        files = [f for f in files if not release_manifest.is_own(f)]
+        stray = [f for f in files if f not in published]
+        if stray:
+            raise ExpungeError(
+                "a file that is not part of the release appeared in the output folder", out / stray[0]
+            )
+        cache_path = state_dir / "files.json"
+        cache: dict[str, Any] = atomic.read_json(cache_path) if cache_path.is_file() else {}
+        stats: dict[str, list[int]] = {}
+        entries: dict[str, dict[str, Any]] = {}
+        todo: list[str] = []
+        for rel in files:
+            st = os.lstat(out / rel)
+            stats[rel] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+            hit = cache.get(rel)
+            if isinstance(hit, list) and hit[:5] == stats[rel]:
+                entries[rel] = {"path": rel, "sha256": hit[5], "size": st.st_size}
+            else:
+                todo.append(rel)
+        batches = _batches([str(out / rel) for rel in todo], [stats[rel][0] for rel in todo])
+        light = sum(stats[rel][0] for rel in todo) < (64 << 20)
+        prefix = len(str(out)) + 1
+        for done in self.executor.map(release_manifest.digest_files, batches, light=light):
+            for path, size, sha in done:
+                rel = path[prefix:].replace(os.sep, "/")
+                entries[rel] = {"path": rel, "sha256": sha, "size": size}
+        atomic.write_json(
+            cache_path, {rel: [*stats[rel], entries[rel]["sha256"]] for rel in files}, self.store.tmp
+        )
+        return [entries[rel] for rel in files]
+
     def forget(self, ds: Dataset, shard: str) -> None:
         """Drop what the store knows of one shard, so the next stages index and match it afresh."""
         ds.state.pop(shard, None)
@@ -409,14 +532,16 @@ class Pipeline:
             path.unlink(missing_ok=True)
 
     def _cover_plan(
-        self, ds: Dataset, banks: list[BankInfo], k: int, key: bytes, url_scope: bool
+        self, ds: Dataset, banks: list[BankInfo], k: int, key: bytes, url_scope: bool, image_scope: bool
     ) -> CoverPlan:
-        """Where the flagged rows are, what goes anyway, and which dead links exist: counts and row
-        indices only, from the store's index and findings and the metadata's status column."""
+        """Where the flagged rows are, which rows go anyway for a public reason, and which links are
+        dead: row indices only, from the store's index and findings and the metadata's status column.
+        The draw continues the dataset's earlier covered releases (their threshold and flagged rows)."""
         names = {b.name for b in banks}
         shards: dict[str, ShardCandidates] = {}
         for shard in ds.shards:
-            q = read_quarantine(self._index_dir(ds, shard.name))
+            index_dir = self._index_dir(ds, shard.name)
+            q = read_quarantine(index_dir)
             path, _ = self._findings(ds, shard.name)
             findings = pq.read_table(path, columns=["row", "bank"]) if path.is_file() else None
             flagged = np.zeros(0, dtype=np.int64)
@@ -424,6 +549,10 @@ class Pipeline:
                 mine = findings.filter(pc.is_in(findings.column("bank"), pa.array(sorted(names))))
                 flagged = np.unique(mine.column("row").to_numpy())
             quarantined = np.flatnonzero(q) if url_scope else np.zeros(0, dtype=np.int64)
+            if image_scope and (index_dir / IMAGES_FILE).is_file():
+                images = pq.read_table(index_dir / IMAGES_FILE, columns=["row", "error"])
+                bad = images.filter(images.column("error").is_valid()).column("row").to_numpy()
+                quarantined = np.union1d(quarantined, bad)
             quarantined = np.setdiff1d(quarantined, flagged)
             dead = np.zeros(0, dtype=np.int64)
             if shard.path and "status" in pqfmt.open_file(shard.path).schema_arrow.names:
@@ -433,7 +562,8 @@ class Pipeline:
                 )
                 dead = np.setdiff1d(np.flatnonzero(status != "success"), np.union1d(flagged, quarantined))
             shards[shard.name] = ShardCandidates(len(q), flagged, quarantined, dead)
-        return plan_cover(k, shards, key, ds.id)
+        previous = load_state(self.store.dataset_dir(ds.id) / COVER_STATE)
+        return plan_cover(k, shards, key, ds.id, previous)
 
     def write_ledger(self, command: str, extra: dict[str, Any] | None = None) -> Path:
         """One record per command: what ran, how long each stage took (timings live here, not in the
@@ -466,16 +596,101 @@ def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
 
 
 def _drop_stale_shards(state_dir: Path, out: Path, current: set[str]) -> None:
-    """A shard that left the dataset since an earlier run into the same folder leaves the release too."""
+    """A shard that left the dataset since an earlier run into the same folder leaves the release too,
+    with every file it had put there (its records list them)."""
     for marker in sorted((state_dir / "shards").glob("*.json")):
         shard = atomic.read_json(marker).get("shard")
         if not isinstance(shard, str) or shard in current:
             continue
         records = marker_paths(state_dir, shard)[1]
-        marker.unlink()  # first the marker: a crash after this point just redoes the cleanup
-        for path in (out / shard, records):
-            if path.is_file():
+        files = read_records(records)[1] if records.is_file() else None
+        for rel in files if files is not None else [shard]:
+            path = out / rel
+            if path.is_file() and not path.is_symlink():
                 path.unlink()
+        records.unlink(missing_ok=True)
+        marker.unlink()  # last: a crash before this point redoes the cleanup
+
+
+def _sweep(
+    out: Path, published: set[str], previous: list[tuple[dict[str, Any], bytes]], *, signing: bool
+) -> None:
+    """Leave in OUT only what this release publishes, so the manifest can list every file.
+
+    Files expunge itself put there are removed: those an earlier release listed (a shard that is now
+    dropped, an image now flagged), temporaries, the old in-release state folder, unpublished records,
+    a signature of an older manifest. Anything else is refused, never published and never deleted.
+    """
+    files, folders, odd = release_manifest.walk(out)
+    if odd:
+        raise ExpungeError(
+            "the output folder holds a link or special file; a release holds files only", out / odd[0]
+        )
+    earlier: set[str] = set()
+    for man, _ in previous:
+        earlier.update(str(f.get("path")) for f in man.get("files", []) if isinstance(f, dict))
+        earlier.update(str(sh.get("name")) for sh in man.get("shards", []) if isinstance(sh, dict))
+    for rel in files:
+        if (
+            rel in published
+            or rel == release_manifest.MANIFEST
+            or (rel == release_manifest.SIGNATURE and signing)
+        ):
+            continue
+        top = rel.split("/", 1)[0]
+        ours = (
+            rel in earlier
+            or rel in (RECORDS, release_manifest.SIGNATURE)
+            or top in (STATE_DIR, OUT_TMP)
+            or PurePosixPath(rel).name.startswith(atomic.TMP_PREFIX)
+        )
+        if not ours:
+            raise ExpungeError(
+                "this file is not part of the release being written: move it away or choose another --out",
+                out / rel,
+            )
+        (out / rel).unlink()
+    needed = {str(parent) for rel in published for parent in PurePosixPath(rel).parents}
+    for rel in sorted(folders, key=lambda f: -f.count("/")):
+        if rel not in needed:
+            with contextlib.suppress(OSError):  # not empty: a folder of published files
+                (out / rel).rmdir()
+
+
+def _out_tmp(out: Path) -> Path:
+    """A temporary folder on OUT's filesystem but outside OUT: beside it, or inside it (removed at the
+    end) when OUT is a mount point or its parent is not writable."""
+    beside = out.parent / f".{out.name}.expunge-tmp"
+    try:
+        beside.mkdir(exist_ok=True)
+        if os.stat(beside).st_dev == os.stat(out).st_dev:
+            return beside
+        beside.rmdir()
+    except OSError:
+        pass
+    return out / OUT_TMP
+
+
+def _batches(paths: list[str], sizes: list[int], target: int = 256 << 20) -> list[list[str]]:
+    """Group files into tasks of about ``target`` bytes (a big file is a task of its own)."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    total = 0
+    for path, size in zip(paths, sizes, strict=True):
+        current.append(path)
+        total += size
+        if total >= target:
+            batches.append(current)
+            current, total = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
 def _same_device(a: Path, b: Path) -> bool:
@@ -535,8 +750,9 @@ def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
     return out
 
 
-def _check_out(ds: Dataset, out: Path) -> None:
-    is_release = (out / STATE_DIR).is_dir() or (out / release_manifest.MANIFEST).is_file()
+def _check_out(ds: Dataset, out: Path, resuming: bool = False) -> None:
+    # ``resuming``: this store has already written into OUT (its state lives in the store, not in OUT).
+    is_release = resuming or (out / STATE_DIR).is_dir() or (out / release_manifest.MANIFEST).is_file()
     if out.exists() and not out.is_dir():
         raise ExpungeError("the output path exists and is not a folder", out)
     if out.exists() and any(out.iterdir()) and not is_release:

@@ -134,6 +134,22 @@ def _banks_text(banks: list[dict[str, Any]], removed_by_bank: dict[str, int]) ->
     return "; ".join(parts) if parts else "none"
 
 
+def _release_notes(summary: dict[str, Any]) -> list[str]:
+    """What a diff against the previous release reveals: the cover's promise, or the warning that
+    there is none."""
+    notes = []
+    cover = summary.get("cover")
+    if isinstance(cover, dict):
+        notes.append(
+            f"Cover set (k = {cover.get('k')}): removed rows include rows that were not flagged, so that "
+            f"{cover.get('rule')}."
+        )
+    if summary.get("notice"):
+        text = str(summary["notice"])
+        notes.append("Note: " + text[:1].upper() + text[1:])
+    return notes
+
+
 def _counts_text(by: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(by.items())) or "none"
 
@@ -230,7 +246,7 @@ def croissant(
                 "name": _SHARDS_FILESET,
                 "description": "All cleaned metadata parquet shards of this release.",
                 "encodingFormat": _PARQUET,
-                # Exact names (escaped), not a wildcard: removed.parquet sits in the same folder.
+                # Exact names (escaped), not a wildcard: removed.parquet may sit in the same folder.
                 "includes": [glob.escape(n) for n in parquet],
             }
         )
@@ -285,8 +301,10 @@ def croissant(
         "rai:personalSensitiveInformation": [
             "Rows flagged by a hash list were removed without being accessed by anyone: matching compares "
             "hashes computed automatically (of URLs, or of image bytes for image signals), no person "
-            "views any row, and flagged content is not copied anywhere. removed.parquet records only "
-            "which rows were removed and why, never their content or the matched hash values.",
+            "views any row, and flagged content is not copied anywhere. Per-row records of what was "
+            "removed name rows by keyed hash and position only, never their content or the matched hash "
+            "values; " + str(summary.get("records", "they stay with the publisher")) + ".",
+            *_release_notes(summary),
         ],
         "rai:dataUseCases": [
             "A drop-in replacement for the source dataset with known-abuse material removed.",
@@ -398,6 +416,7 @@ def dataset_card(manifest: dict[str, Any], summary: dict[str, Any], *, name: str
         "",
         "A row can match more than one bank; every matching row was removed.",
         "",
+        *[line + "\n" for line in _release_notes(summary)],
         "Flagged rows were removed without being accessed by anyone: matching compares automatically "
         "computed hashes, and no flagged content is copied into the release. Hash lists only catch "
         "material already known to the list providers, so this is not a guarantee that no harmful content "

@@ -6,8 +6,8 @@ a ticket or opened offline, and it needs no scripts, so it renders the same in a
 strict content-security policies.
 
 It is built only from aggregate counts (``summary.json``), the manifest's Merkle root and, given a store,
-the banks' version histories and the newest run ledger. It never opens the shards or the rows of
-``removed.parquet``: a report must never be a way to leak a flagged URL or caption.
+the banks' version histories and the newest run ledger. It never opens the shards or the per-row
+records: a report must never be a way to leak a flagged URL or caption.
 
 Rendering is deterministic: the same inputs give byte-identical HTML (no clock, no randomness, sorted
 keys), so a report can be diffed between releases.
@@ -256,8 +256,10 @@ def _verify_text(has_signature: bool) -> str:
     )
     return (
         "<p>Run <code>expunge verify RELEASE</code>, where RELEASE is the folder holding this report. It "
-        "recomputes every shard's SHA-256 and row count, checks that no shard is missing or added, and "
-        "recomputes the Merkle root above from the shard hashes listed in <code>MANIFEST.json</code>. "
+        "recomputes the SHA-256 of every file (this report included) and every shard's row count, checks "
+        "that no file is missing or added, and recomputes the Merkle root above from the shard hashes "
+        "listed in <code>MANIFEST.json</code>. With <code>--previous OLD/MANIFEST.json</code> or "
+        "<code>--min-sequence N</code> it also rejects an older release posing as this one. "
         + sig
         + "Given the lists (<code>--list FILE:SIGNAL</code>), it also checks that no row of the release "
         "matches them. It exits with status 1 and one line per mismatch.</p>"
@@ -293,14 +295,24 @@ border-radius:3px}
 """
 
 
-def render_report(release: Path, store: Path | None = None, *, timings: bool = True) -> str:
+def render_report(
+    release: Path,
+    store: Path | None = None,
+    *,
+    timings: bool = True,
+    manifest: dict[str, Any] | None = None,
+    signed: bool | None = None,
+) -> str:
     """The report as HTML text, from ``release/summary.json``, its manifest and (optionally) the store.
 
     The store is optional because a published release travels without it; without one, the bank
-    history and timing sections say so instead of failing.
+    history and timing sections say so instead of failing. ``manifest`` is given while a release is
+    written: the report is one of the files the manifest lists, so it is written before the manifest
+    and only quotes the shard root, never the manifest's own hash.
     """
     summary = atomic.read_json(release / SUMMARY)
-    manifest = _read_json(release / MANIFEST)
+    if manifest is None:
+        manifest = _read_json(release / MANIFEST)
     rows_in = int(summary.get("rows_in", 0))
 
     def share(n: int) -> str:
@@ -411,13 +423,21 @@ def render_report(release: Path, store: Path | None = None, *, timings: bool = T
             )
         )
 
+    notice = summary.get("notice")
+    records = summary.get("records")
+    if notice or records:
+        body = (f'<p class="warn" data-notice="diff">{escape(str(notice))}</p>' if notice else "") + (
+            f'<p class="note">{escape(str(records))}.</p>' if records else ""
+        )
+        sections.append(_section("What a diff against the previous release shows", body, wide=True))
     root = manifest.get("merkle_root") if isinstance(manifest, dict) else None
     root_html = (
         f'<code class="root" data-merkle-root="{escape(str(root))}">{escape(str(root))}</code>'
         if root
         else _empty("No MANIFEST.json in this release, so there is no Merkle root to show.")
     )
-    signed = (release / (MANIFEST + ".minisig")).is_file()
+    if signed is None:
+        signed = (release / (MANIFEST + ".minisig")).is_file()
     sections.append(
         _section(
             "Merkle root and how to verify",
@@ -447,11 +467,18 @@ def render_report(release: Path, store: Path | None = None, *, timings: bool = T
 
 
 def write_report(
-    release: Path, store: Path | None = None, *, timings: bool = True, tmp_dir: Path | None = None
+    release: Path,
+    store: Path | None = None,
+    *,
+    timings: bool = True,
+    tmp_dir: Path | None = None,
+    manifest: dict[str, Any] | None = None,
+    signed: bool | None = None,
 ) -> Path:
     """Write ``release/report.html`` atomically, so a reader never sees half a report; return its path."""
     path = release / REPORT
-    atomic.write_bytes(path, render_report(release, store, timings=timings).encode("utf-8"), tmp_dir)
+    html = render_report(release, store, timings=timings, manifest=manifest, signed=signed)
+    atomic.write_bytes(path, html.encode("utf-8"), tmp_dir)
     return path
 
 

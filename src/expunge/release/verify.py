@@ -1,7 +1,10 @@
-"""Checking a release against its manifest: signature, Merkle root, every shard's hash and row count,
-no shard missing or added, and (given banks) no row that matches them.
+"""Checking a release against its manifest: signature, roots, every file's hash and size, nothing
+unlisted, every shard's row count, its place in the release sequence and (given banks) no row that
+matches them.
 
-Every problem is reported, each as one line naming the shard; nothing here prints row content.
+The whole folder is walked, hidden and ``_`` names included: a file the manifest does not list is a
+problem, whatever its name, and so is a symbolic link or any other non-regular entry. Every problem is
+reported, each as one line naming the path; nothing here prints row content.
 """
 
 from __future__ import annotations
@@ -9,14 +12,22 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from expunge.formats import discover
 from expunge.index.build import content_sha256
 from expunge.release import manifest as mf
 from expunge.release import sign
+
+
+def _rows(path: Path) -> int:
+    """Rows of a parquet file; -1 when it cannot be read (a corrupt file is a problem, not a crash)."""
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:
+        return -1
 
 
 def _shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
@@ -26,16 +37,83 @@ def _shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
         stem = main.with_suffix("")
         meta = stem.with_suffix(".parquet")
         files = [str(main)] + ([str(meta)] if meta.is_file() else [])
-        rows = pq.ParquetFile(meta).metadata.num_rows if meta.is_file() else None
-        return files, rows
+        return files, _rows(meta) if meta.is_file() else None
     if main.is_dir():
         from expunge.formats.imagefolder import image_files
 
         images = [str(main / f) for f in image_files(str(main))]
         metas = sorted(p for p in main.glob("*.parquet"))
-        rows = pq.ParquetFile(metas[0]).metadata.num_rows if len(metas) == 1 else len(images)
+        rows = _rows(metas[0]) if len(metas) == 1 else len(images)
         return images + [str(m) for m in metas[:1]], rows
-    return [str(main)], pq.ParquetFile(main).metadata.num_rows if main.is_file() else None
+    return [str(main)], _rows(main) if main.is_file() else None
+
+
+def _safe_path(rel: object) -> bool:
+    """A listed path must name a file inside the release: relative, normalised, no ``..``."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+        return False
+    p = PurePosixPath(rel)
+    return not p.is_absolute() and ".." not in p.parts and str(p) == rel and "." not in p.parts
+
+
+def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
+    problems: list[str] = []
+    files = man.get("files")
+    if man.get("format") != mf.FORMAT or not isinstance(files, list):
+        return [f"{where}: the manifest lists no files (older format), so it cannot vouch for every file"]
+    if mf.merkle_root([(str(f.get("path")), str(f.get("sha256"))) for f in files]) != man.get("files_root"):
+        problems.append(f"{where}: files root does not match the files it lists")
+    listed: dict[str, dict[str, Any]] = {}
+    for f in files:
+        rel = f.get("path") if isinstance(f, dict) else None
+        if not _safe_path(rel) or mf.is_own(str(rel)):
+            problems.append(f"{where}: lists a path that is not a file of the release")
+            continue
+        assert isinstance(rel, str)
+        listed[rel] = f
+    present, folders, odd = mf.walk(release)
+    for rel in odd:
+        problems.append(f"{release / rel}: not a regular file or folder (symlinks are not allowed)")
+    present_set = set(present)
+    for rel in present:
+        if mf.is_own(rel) or rel in listed:
+            continue
+        problems.append(f"{release / rel}: not in the manifest")
+    needed = {str(parent) for rel in listed for parent in PurePosixPath(rel).parents if str(parent) != "."}
+    for rel in folders:
+        if rel not in needed and not any(p.startswith(rel + "/") for p in present_set):
+            problems.append(f"{release / rel}: folder not in the manifest")
+    for rel, f in sorted(listed.items()):
+        if rel not in present_set:
+            problems.append(f"{release / rel}: missing")
+            continue
+        size, sha = mf.file_digest(release / rel)
+        if sha != f.get("sha256") or size != f.get("size"):
+            problems.append(f"{release / rel}: SHA-256 differs from the manifest")
+    return problems
+
+
+def _check_sequence(
+    man: dict[str, Any], where: Path, min_sequence: int | None, previous: Path | None
+) -> list[str]:
+    problems: list[str] = []
+    seq = mf.sequence_of(man)
+    if min_sequence is not None and seq < min_sequence:
+        problems.append(f"{where}: release {seq} is older than the minimum {min_sequence} (a rollback?)")
+    if previous is not None:
+        old = mf.load(previous)
+        old_seq = mf.sequence_of(old)
+        if seq <= old_seq:
+            problems.append(
+                f"{where}: release {seq} is not newer than the previous release {old_seq} (a rollback?)"
+            )
+        elif seq == old_seq + 1:
+            prev = man.get("release", {}).get("previous") or {}
+            if prev.get("files_root") != old.get("files_root") or prev.get("merkle_root") != old.get(
+                "merkle_root"
+            ):
+                problems.append(f"{where}: release {seq} does not follow the previous release given")
+    return problems
 
 
 def verify_release(
@@ -44,12 +122,15 @@ def verify_release(
     pubkey: Path | None = None,
     lists: Sequence[str] = (),
     workers: int | None = None,
+    *,
+    min_sequence: int | None = None,
+    previous: Path | None = None,
 ) -> list[str]:
     """Every mismatch found, as one line each; an empty list means the release checks out."""
     manifest_path = manifest_path or release / mf.MANIFEST
     problems: list[str] = []
-    data = manifest_path.read_bytes() if manifest_path.is_file() else b""
     man = mf.load(manifest_path)
+    data = manifest_path.read_bytes()
     if pubkey is not None:
         sig = manifest_path.with_name(manifest_path.name + ".minisig")
         if not sig.is_file():
@@ -59,28 +140,26 @@ def verify_release(
                 sign.verify(data, sig, pubkey)
             except Exception as exc:  # an ExpungeError carries the precise reason
                 problems.append(str(exc))
+    problems += _check_sequence(man, manifest_path, min_sequence, previous)
     shards = man.get("shards", [])
     root = mf.merkle_root([(s["name"], s["sha256"]) for s in shards])
     if root != man.get("merkle_root"):
         problems.append(f"{manifest_path}: Merkle root does not match the shards it lists")
-    listed = set()
+    problems += _check_files(release, man, manifest_path)
     for s in shards:
-        listed.add(s["name"])
+        if not _safe_path(s.get("name")):
+            problems.append(f"{manifest_path}: lists a shard that is not a path inside the release")
+            continue
         files, rows = _shard_files(release, s["name"])
-        if not all(os.path.exists(f) for f in files) or not files:
+        if not files or not all(os.path.isfile(f) and not os.path.islink(f) for f in files):
             problems.append(f"{release / s['name']}: shard missing")
             continue
         if content_sha256(files) != s["sha256"]:
             problems.append(f"{release / s['name']}: SHA-256 differs from the manifest")
-        if rows is not None and rows != s["rows"]:
+        if rows == -1:
+            problems.append(f"{release / s['name']}: not a readable parquet file")
+        elif rows is not None and rows != s["rows"]:
             problems.append(f"{release / s['name']}: {rows} rows, the manifest says {s['rows']}")
-    try:
-        _, found, _ = discover([str(release)])
-        extra = sorted({sh.name for sh in found} - listed)
-    except Exception:
-        extra = []
-    for name in extra:
-        problems.append(f"{release / name}: shard not in the manifest")
     if lists and not problems:
         from expunge import api
 
