@@ -250,3 +250,59 @@ def test_stale_files_of_earlier_releases_leave_the_folder(small_ds: SmallDataset
     assert "part-00000.parquet" not in on_disk
     assert "removed.parquet" not in on_disk and "MANIFEST.json.minisig" not in on_disk
     assert verify_release(rel) == []
+
+
+def test_a_shard_changed_in_the_folder_behind_its_size_is_not_vouched_for(
+    small_ds: SmallDataset, tmp_path: Path
+) -> None:
+    rel = _release(small_ds, tmp_path)
+    shard = rel / small_ds.clean_shard  # hard-linked from the source: same size, other bytes
+    st = shard.stat()
+    _rewrite(shard, _flip)
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ExpungeError, match="not the one expunge wrote"):
+        _release(small_ds, tmp_path)
+    _release(small_ds, tmp_path)  # the next run writes it again
+    assert shard.read_bytes() == (small_ds.root / small_ds.clean_shard).read_bytes()
+    assert verify_release(rel) == []
+
+
+def test_a_symlinked_folder_fails(small_ds: SmallDataset, tmp_path: Path) -> None:
+    rel = _release(small_ds, tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", rel / "_extra")
+    assert any(p.startswith(f"{rel / '_extra'}: not a regular file") for p in verify_release(rel))
+    with pytest.raises(ExpungeError, match="link or special file"):
+        _release(small_ds, tmp_path)
+
+
+def test_an_image_kept_before_and_flagged_now_leaves_the_folder(tmp_path: Path) -> None:
+    from expunge.signals.images import hash_image, pdq_to_hex
+    from expunge.synth_images import _image, _jpeg
+
+    folder = tmp_path / "images" / "a"
+    for sub in ("a", "b"):
+        (tmp_path / "images" / sub).mkdir(parents=True)
+        for i in range(8):
+            (tmp_path / "images" / sub / f"img{i}.jpg").write_bytes(
+                _jpeg(_image(300 + i + 10 * (sub == "b"), 128))
+            )
+    out, store = tmp_path / "out", tmp_path / "store"
+
+    def run(flag: list[int]) -> None:
+        lst = tmp_path / "listed.pdq"
+        lst.write_text(
+            "".join(
+                f"pdq {pdq_to_hex(hash_image((folder / f'img{i}.jpg').read_bytes()).pdq or b'')}\n"
+                for i in flag
+            )
+        )
+        api.clean(
+            [str(tmp_path / "images")], out, lists=[f"{lst}:pdq"], opts=api.Options(store=store, workers=1)
+        )
+
+    run([1])
+    assert (out / "a" / "img5.jpg").is_file()
+    run([1, 5])  # img5 was published by the first release and is flagged now
+    assert not (out / "a" / "img5.jpg").exists() and not (out / "a" / "img1.jpg").exists()
+    assert verify_release(out) == []

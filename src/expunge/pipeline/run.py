@@ -414,7 +414,9 @@ class Pipeline:
         atomic.write_bytes(
             out / "README.md", dataset_card(manifest, summary, name=name).encode("utf-8"), tmp_dir
         )
-        manifest = release_manifest.with_files(manifest, self._release_files(out, published, state_dir))
+        files = self._release_files(out, published, state_dir)
+        _check_shards(out, summary["shards"], files, state_dir)
+        manifest = release_manifest.with_files(manifest, files)
         manifest["release"] = release_manifest.next_release(manifest, previous)
         data = release_manifest.dumps(manifest)
         atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
@@ -655,6 +657,33 @@ def _sweep(
         if rel not in needed:
             with contextlib.suppress(OSError):  # not empty: a folder of published files
                 (out / rel).rmdir()
+
+
+def _check_shards(
+    out: Path, shards: list[dict[str, Any]], files: list[dict[str, Any]], state_dir: Path
+) -> None:
+    """Each shard in OUT must be the one the clean stage wrote (its hash as ``verify`` computes it):
+    a shard changed in OUT behind an unchanged size is never vouched for. Its marker is dropped, so
+    the next run writes it again."""
+    from expunge.release.verify import shard_files
+
+    by_path = {f["path"]: f["sha256"] for f in files}
+    for shard in shards:
+        paths, _ = shard_files(out, shard["name"])
+        found = [by_path.get(Path(p).relative_to(out).as_posix()) for p in paths]
+        digests = [str(d) for d in found if d]
+        if digests and len(digests) == len(found):
+            combined = (
+                digests[0] if len(digests) == 1 else hashlib.sha256(":".join(digests).encode()).hexdigest()
+            )
+            if combined == shard["sha256"]:
+                continue
+        marker_paths(state_dir, shard["name"])[0].unlink(missing_ok=True)
+        raise ExpungeError(
+            "this shard in the output folder is not the one expunge wrote (changed by hand?); "
+            "run again to rewrite it",
+            out / shard["name"],
+        )
 
 
 def _out_tmp(out: Path) -> Path:

@@ -30,7 +30,7 @@ def _rows(path: Path) -> int:
         return -1
 
 
-def _shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
+def shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
     """The files a shard consists of in the release, and its row count where it can be read."""
     main = release / name
     if name.endswith(".tar"):
@@ -150,7 +150,7 @@ def verify_release(
         if not _safe_path(s.get("name")):
             problems.append(f"{manifest_path}: lists a shard that is not a path inside the release")
             continue
-        files, rows = _shard_files(release, s["name"])
+        files, rows = shard_files(release, s["name"])
         if not files or not all(os.path.isfile(f) and not os.path.islink(f) for f in files):
             problems.append(f"{release / s['name']}: shard missing")
             continue
