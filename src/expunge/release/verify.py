@@ -87,7 +87,11 @@ def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
         if rel not in present_set:
             problems.append(f"{release / rel}: missing")
             continue
-        size, sha = mf.file_digest(release / rel)
+        try:
+            size, sha = mf.file_digest(release / rel)
+        except OSError as exc:
+            problems.append(f"{release / rel}: unreadable ({exc.strerror or type(exc).__name__})")
+            continue
         if sha != f.get("sha256") or size != f.get("size"):
             problems.append(f"{release / rel}: SHA-256 differs from the manifest")
     return problems
