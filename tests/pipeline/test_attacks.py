@@ -35,10 +35,6 @@ def _release_bytes_hold(out: Path, needle: bytes) -> list[str]:
 # filtered with Arrow's ``filter``, which keeps the whole dictionary, and the Parquet writer writes the
 # dictionary as it is: the removed row's URL and caption stay in the rewritten shard's dictionary page
 # (``pq.read_table(..., read_dictionary=[...])`` shows them). formats/parquet.py ``rewrite``/``_filter``.
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: dictionary columns keep the removed row's value in the rewritten dictionary",
-)
 @pytest.mark.parametrize("column", ["url", "caption"])
 def test_a_dictionary_column_keeps_no_removed_value(tmp_path: Path, column: str) -> None:
     urls = [URLS[0], FLAGGED, *URLS[1:]]

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from expunge import api
+from expunge.release.manifest import dumps as manifest_dumps
 from expunge.release.manifest import merkle_root
 from expunge.release.sign import keygen
 from expunge.release.verify import verify_release
@@ -130,6 +131,10 @@ def test_a_forged_manifest_is_caught(signed: tuple[Path, Path]) -> None:
             f["sha256"], f["size"] = hashlib.sha256(shard.read_bytes()).hexdigest(), shard.stat().st_size
     man["files_root"] = merkle_root([(f["path"], f["sha256"]) for f in man["files"]])
     (rel / "MANIFEST.json").write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
+    assert verify_release(rel) == [
+        f"{rel / 'MANIFEST.json'}: edited or corrupt (its bytes are not what expunge wrote)"
+    ]
+    (rel / "MANIFEST.json").write_bytes(manifest_dumps(man))  # a forger recomputes the self-digest too
     assert verify_release(rel) == []  # without the key, a consistent forgery is consistent
     problems = verify_release(rel, pubkey=public)
     assert problems == [f"{rel / 'MANIFEST.json.minisig'}: signature does not match the manifest"]

@@ -246,14 +246,41 @@ def _filter_column(column: pa.ChunkedArray, mask: pa.Array, path: str, name: str
         return column.cast(plain).filter(mask).cast(column.type)
 
 
+def _has_dictionary(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return True
+    return any(_has_dictionary(t.field(i).type) for i in range(t.num_fields))
+
+
+def _compact(column: pa.ChunkedArray, path: str, name: str) -> pa.ChunkedArray:
+    """A dictionary column whose dictionaries hold only the values its rows use.
+
+    Filtering a dictionary array keeps its whole dictionary, and the Parquet writer writes that
+    dictionary page as it is: a removed row's URL and caption would still be in the published file.
+    """
+    if not _has_dictionary(column.type):
+        return column
+    if not pa.types.is_dictionary(column.type):
+        raise ExpungeError(
+            f"cannot rewrite column {name!r}: a dictionary nested in {column.type} would keep removed values",
+            path,
+        )
+    chunks = [c.dictionary_decode().dictionary_encode().cast(column.type) for c in column.chunks]
+    return pa.chunked_array(chunks, type=column.type)
+
+
 def _filter(table: pa.Table, mask: pa.Array, path: str) -> pa.Table:
     try:
-        return table.filter(mask)
+        table = table.filter(mask)
     except pa.ArrowNotImplementedError:
         columns = [
             _filter_column(c, mask, path, n) for c, n in zip(table.columns, table.column_names, strict=True)
         ]
-        return pa.Table.from_arrays(columns, schema=table.schema)
+        table = pa.Table.from_arrays(columns, schema=table.schema)
+    names = table.column_names
+    return pa.Table.from_arrays(
+        [_compact(c, path, n) for c, n in zip(table.columns, names, strict=True)], schema=table.schema
+    )
 
 
 def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:

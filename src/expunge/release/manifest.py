@@ -26,6 +26,7 @@ from expunge import __version__
 MANIFEST = "MANIFEST.json"
 SIGNATURE = MANIFEST + ".minisig"
 FORMAT = "expunge-manifest/2"
+SELF_DIGEST = "manifest_sha256"  # the SHA-256 of the manifest's other fields
 FORMATS = ("expunge-manifest/1", FORMAT)  # /1 (no file list) still loads for diff-release and apply
 
 
@@ -92,7 +93,7 @@ def with_files(manifest: dict[str, Any], files: list[dict[str, Any]]) -> dict[st
 def content(manifest: dict[str, Any]) -> dict[str, Any]:
     """What a release is, without its place in the sequence: two runs that write the same release
     agree on it, so a rerun keeps the sequence number instead of counting itself as a new release."""
-    return {k: v for k, v in manifest.items() if k != "release"}
+    return {k: v for k, v in manifest.items() if k not in ("release", SELF_DIGEST)}
 
 
 def next_release(new: dict[str, Any], candidates: list[tuple[dict[str, Any], bytes]]) -> dict[str, Any]:
@@ -174,9 +175,23 @@ def digest_files(paths: list[str]) -> list[tuple[str, int, str]]:
     return [(p, *file_digest(Path(p))) for p in paths]
 
 
+def _plain(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def dumps(manifest: dict[str, Any]) -> bytes:
-    """Canonical bytes: what is signed and what is written."""
-    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    """Canonical bytes: what is signed and what is written.
+
+    The manifest carries the SHA-256 of its own other fields, so ``verify`` notices any corruption or
+    hand edit of an unsigned manifest (a forger can recompute it: only a signature stops a forger).
+    """
+    body = {k: v for k, v in manifest.items() if k != SELF_DIGEST}
+    return _plain({**body, SELF_DIGEST: hashlib.sha256(_plain(body)).hexdigest()})
+
+
+def is_canonical(data: bytes, manifest: dict[str, Any]) -> bool:
+    """Whether ``data`` is exactly what expunge writes for ``manifest`` (its self-digest included)."""
+    return SELF_DIGEST in manifest and dumps(manifest) == data
 
 
 def load(path: Path) -> dict[str, Any]:

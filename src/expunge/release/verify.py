@@ -135,6 +135,8 @@ def verify_release(
     problems: list[str] = []
     man = mf.load(manifest_path)
     data = manifest_path.read_bytes()
+    if man.get("format") == mf.FORMAT and not mf.is_canonical(data, man):
+        problems.append(f"{manifest_path}: edited or corrupt (its bytes are not what expunge wrote)")
     if pubkey is not None:
         sig = manifest_path.with_name(manifest_path.name + ".minisig")
         if not sig.is_file():
