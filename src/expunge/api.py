@@ -238,9 +238,18 @@ def apply(
     accounting, containment and resumability of ``clean`` hold.
     """
     from expunge.release import manifest as mf
+    from expunge.release.verify import verify_release
 
     release = Path(release)
     man = mf.load(release / mf.MANIFEST)
+    # A release edited after it was published could carry back the rows it removed: follow only one
+    # that checks out against its manifest, file by file.
+    problems = verify_release(release)
+    if problems:
+        raise ExpungeError(
+            f"the release does not verify ({len(problems)} problem(s); run 'expunge verify' to list them)",
+            release,
+        )
     with _Session(opts or Options()) as s:
         if lists or banks:
             infos = _scope(s.store, banks, lists, allow_empty, s.pipeline.reporter)

@@ -91,6 +91,14 @@ def detect_columns(
 ) -> ColumnMap:
     """Find the URL, caption and key columns by their LAION / Re-LAION / HF names, or as overridden."""
     names = open_file(path).schema_arrow.names
+    if url is None:
+        candidates = {c.lower() for c in URL_COLUMNS}
+        several = [n for n in names if n.lower() in candidates]
+        if len(several) > 1:
+            # Matching one and publishing the other unmatched would be a guess toward publishing.
+            raise ExpungeError(
+                f"several URL columns ({', '.join(several)}): name the one to match with --url-column", path
+            )
     found = _pick(names, url, URL_COLUMNS)
     if found is None and (require_url or url is not None):
         wanted = url if url is not None else " / ".join(URL_COLUMNS)

@@ -757,6 +757,9 @@ def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
     root = Path(ds.root).resolve()
     if _inside(out, root) or _inside(root, out):
         raise ExpungeError("the output folder must not contain, or lie inside, the dataset", out)
+    for parent in out.parents:
+        if (parent / release_manifest.MANIFEST).is_file():
+            raise ExpungeError("the output folder must not lie inside another release", out)
     store_root = store.root.resolve()
     if _inside(out, store_root) or _inside(store_root, out):
         raise ExpungeError("the output folder must not contain, or lie inside, the store", out)
