@@ -53,7 +53,13 @@ def atomic_path(final: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     where = temp_dir_for(final, tmp_dir)
     tmp = where / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename is not None or not exc.errno:
+                raise
+            # Writers such as Arrow's report a full disk without a file name: name the one being written.
+            raise OSError(exc.errno, os.strerror(exc.errno), str(final)) from None
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)

@@ -8,6 +8,7 @@ the operating system (full disk, read-only folders, an output path that is a fil
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -219,7 +220,7 @@ def test_a_full_disk_is_one_line_and_publishes_nothing_partial(tmp_path: Path, s
     listing.write_text(hashlib.md5(urls[7].encode()).hexdigest() + "\n")
     full = small_mount("full", "size=256k")
     proc = run(["clean", "ds", "--list", f"{listing}:url_md5", "--out", str(full / "out"), "-q"], tmp_path)
-    assert_one_line_error(proc, "No space left on device")
+    assert_one_line_error(proc, "No space left on device", str(full))
     assert not (full / "out" / "part-0.parquet").exists()
 
 
@@ -242,3 +243,55 @@ def test_folder_lock_refuses_a_second_holder(tmp_path: Path) -> None:
         pass
     with folder_lock(tmp_path / "o", "the output folder"):  # released on exit
         pass
+
+
+def test_an_index_of_an_older_layout_is_rebuilt(tmp_path: Path) -> None:
+    _write(tmp_path / "ds", pa.array(URLS))
+    opts = api.Options(store=tmp_path / "store", workers=1)
+    listing = f"{_list(tmp_path)}:url_md5"
+    api.clean([str(tmp_path / "ds")], tmp_path / "out", lists=[listing], opts=opts)
+    assert api.index([str(tmp_path / "ds")], opts=opts).shards_run == 0
+    (saved,) = (tmp_path / "store" / "datasets").glob("*/dataset.json")
+    state = json.loads(saved.read_text())
+    del state["index_format"]  # as a store written before the per-member image index
+    saved.write_text(json.dumps(state))
+    assert api.index([str(tmp_path / "ds")], opts=opts).shards_run == 1
+
+
+def test_a_folder_companion_changed_after_indexing_is_checked(tmp_path: Path) -> None:
+    """A text file beside the images is published too: changed to hold a listed image, it must not
+    ride through on the index made before the change."""
+    from PIL import Image
+
+    folder = tmp_path / "ds" / "imgs"
+    folder.mkdir(parents=True)
+    listed = tmp_path / "listed.png"
+    for i, path in enumerate([folder / "a.png", folder / "b.png", listed]):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200 - 30 * i)).save(path)
+    (folder / "notes.txt").write_text("benign notes\n")
+    listing = tmp_path / "img.txt"
+    listing.write_text("# SYNTHETIC\n" + hashlib.md5(listed.read_bytes()).hexdigest() + "\n")
+    args = ["clean", "ds", "--list", f"{listing}:image_md5", "-q", "--workers", "1"]
+    assert run([*args, "--out", "out1"], tmp_path).returncode == 0
+    before = os.stat(folder)
+    (folder / "notes.txt").write_bytes(listed.read_bytes())
+    os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
+    proc = run([*args, "--out", "out2"], tmp_path)
+    assert proc.returncode in (0, 2), proc.stderr
+    needle = listed.read_bytes()
+    published = [p for p in (tmp_path / "out2").rglob("*") if p.is_file() and needle in p.read_bytes()]
+    assert published == []
+
+
+def test_a_root_image_folder_with_a_file_named_like_a_release_record_is_refused(tmp_path: Path) -> None:
+    """The root folder's companions are published at the release's top level, beside its card."""
+    from PIL import Image
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(folder / "a.png")
+    (folder / "README.md").write_text("the dataset's own readme\n")
+    listing = tmp_path / "img.txt"
+    listing.write_text("# SYNTHETIC\n" + "0" * 32 + "\n")
+    proc = run(["clean", "ds", "--list", f"{listing}:image_md5", "--out", "out", "-q"], tmp_path)
+    assert_one_line_error(proc, "reserved for the release's own records", "README.md")

@@ -26,9 +26,7 @@ class Shard:
     @property
     def files(self) -> list[str]:
         if self.folder:
-            return [os.path.join(self.folder, f) for f in imagefolder.image_files(self.folder)] + (
-                [self.path] if self.path else []
-            )
+            return imagefolder.content_files(self.folder, top=self.name == ".")
         return [p for p in (self.tar, self.path) if p]
 
 

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
+from expunge.formats.paths import RESERVED_NAMES
 from expunge.formats.webdataset import COMPANION_EXTS, COMPANION_NAMES
 
 IMAGE_SUFFIXES = (
@@ -110,6 +111,20 @@ def published_files(directory: str) -> list[str]:
     if bad:
         raise ExpungeError(f"{bad} file name(s) are not valid UTF-8 (refusing the folder)", directory)
     return [f for f in names if os.path.isfile(os.path.join(directory, f))]
+
+
+def content_files(directory: str, *, top: bool = False) -> list[str]:
+    """The files whose bytes are a folder shard's identity, as absolute paths in one fixed order.
+
+    Every file the release carries for the folder, not only its samples: a companion changed after
+    indexing (a ``notes.txt`` that now holds pixels) must make the shard look changed. The index, the
+    clean stage and ``verify`` all hash this same list. ``top``: the folder is the dataset's root (shard
+    ``.``), whose release folder also holds the release's own files; those are not the shard's.
+    """
+    names = published_files(directory)
+    if top:
+        names = [f for f in names if f.lower() not in RESERVED_NAMES]
+    return [os.path.join(directory, f) for f in names]
 
 
 def image_files(directory: str) -> list[str]:

@@ -8,6 +8,23 @@ from collections.abc import Callable, Sequence
 
 from expunge.errors import ExpungeError
 
+# Names a release writes at its top level (and the state folder older releases kept there). No dataset
+# file may land on one of them; at the top of a release they are the release's own, not a shard's.
+RESERVED_NAMES = frozenset(
+    n.lower()
+    for n in (
+        "MANIFEST.json",
+        "MANIFEST.json.minisig",
+        "summary.json",
+        "removed.parquet",
+        "croissant.json",
+        "README.md",
+        "report.html",
+        ".expunge",
+        ".expunge-tmp",
+    )
+)
+
 
 def walk(specs: Sequence[str], wanted: Callable[[str], bool], what: str) -> tuple[str, list[str]]:
     """Directories (recursively, sorted), globs and files → sorted absolute paths and their common root.

@@ -30,6 +30,12 @@ ROWS_FILE = "rows.parquet"
 SAMPLES_FILE = "samples.parquet"
 
 
+# The layout of a shard's index files. Bump it when their meaning changes: a store indexed under another
+# value is re-indexed in full rather than read under the wrong rules. 2: one images.parquet line per
+# member of every sample, and samples.parquet without made-up rows for unlinked samples.
+INDEX_FORMAT = 2
+
+
 def feature_file(feature: str) -> str:
     return feature.replace(":", "_") + ".parquet"
 

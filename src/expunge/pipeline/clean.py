@@ -27,7 +27,7 @@ from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
-from expunge.formats.imagefolder import is_image_file, write_folder
+from expunge.formats.imagefolder import content_files, write_folder
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
 from expunge.signals.digest import as_binary
@@ -236,9 +236,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
                 rewrite_embeddings(emb.path, tmp, keep)
         action = "rewritten"
     if task.folder_path:
-        main_files = [str(p) for p in outputs if is_image_file(p.name)] + [
-            str(p) for p in outputs if task.shard_path and p.name == os.path.basename(task.shard_path)
-        ]
+        main_files = content_files(task.out_path, top=task.shard_name == ".")
     else:
         main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
     sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)

@@ -28,7 +28,16 @@ from expunge.engine import Executor
 from expunge.errors import ExpungeError
 from expunge.formats import Shard, discover, imagefolder
 from expunge.formats import parquet as pqfmt
-from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, feature_file, fingerprint, read_quarantine
+from expunge.formats.paths import RESERVED_NAMES
+from expunge.index.build import (
+    INDEX_FORMAT,
+    ROWS_FILE,
+    IndexResult,
+    IndexTask,
+    feature_file,
+    fingerprint,
+    read_quarantine,
+)
 from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES, IMAGES_FILE
 from expunge.lists.bank import BankInfo, load_info
 from expunge.match.stage import BankRef, MatchTask
@@ -107,7 +116,8 @@ def open_dataset(
     state: dict[str, Any] = {}
     if path.is_file():
         saved = atomic.read_json(path)
-        if saved.get("columns", {}).get("url") == columns.url:
+        # An index written by an older layout (say, first-image-only image rows) is rebuilt in full.
+        if saved.get("columns", {}).get("url") == columns.url and saved.get("index_format") == INDEX_FORMAT:
             state = saved.get("shards", {})
     return Dataset(ds_id, root, list(specs), shards, columns, state, kind)
 
@@ -117,6 +127,7 @@ def _save_dataset(store: Store, ds: Dataset) -> None:
         "id": ds.id,
         "root": ds.root,
         "specs": ds.specs,
+        "index_format": INDEX_FORMAT,
         "columns": asdict(ds.columns),
         "shards": {s.name: ds.state[s.name] for s in ds.shards if s.name in ds.state},
     }
@@ -727,22 +738,6 @@ def _same_device(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
 
-# Files a release writes at its top level; a dataset file that would land on one of them is refused.
-RESERVED_NAMES = frozenset(
-    n.lower()
-    for n in (
-        release_manifest.MANIFEST,
-        release_manifest.MANIFEST + ".minisig",
-        "summary.json",
-        "removed.parquet",
-        "croissant.json",
-        "README.md",
-        "report.html",
-        STATE_DIR,
-    )
-)
-
-
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -771,7 +766,7 @@ def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
             if _inside(Path(f).resolve(), out):
                 raise ExpungeError("a dataset file lies inside the output folder (through a link?)", f)
         outputs = [shard.name] + [
-            os.path.relpath(p, ds.root).replace(os.sep, "/") for p in (shard.path, shard.stats) if p
+            os.path.relpath(p, ds.root).replace(os.sep, "/") for p in (*shard.files, shard.stats) if p
         ]
         for name in outputs:
             if name.split("/", 1)[0].lower() in RESERVED_NAMES:

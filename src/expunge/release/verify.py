@@ -39,12 +39,11 @@ def shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
         files = [str(main)] + ([str(meta)] if meta.is_file() else [])
         return files, _rows(meta) if meta.is_file() else None
     if main.is_dir():
-        from expunge.formats.imagefolder import image_files
+        from expunge.formats.imagefolder import content_files, image_files
 
-        images = [str(main / f) for f in image_files(str(main))]
         metas = sorted(p for p in main.glob("*.parquet"))
-        rows = _rows(metas[0]) if len(metas) == 1 else len(images)
-        return images + [str(m) for m in metas[:1]], rows
+        rows = _rows(metas[0]) if len(metas) == 1 else len(image_files(str(main)))
+        return content_files(str(main), top=name == "."), rows
     return [str(main)], _rows(main) if main.is_file() else None
 
 
