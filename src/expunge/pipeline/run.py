@@ -765,9 +765,10 @@ def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
         for f in inputs:
             if _inside(Path(f).resolve(), out):
                 raise ExpungeError("a dataset file lies inside the output folder (through a link?)", f)
-        outputs = [shard.name] + [
-            os.path.relpath(p, ds.root).replace(os.sep, "/") for p in (*shard.files, shard.stats) if p
-        ]
+        published = [*shard.files, shard.stats]
+        if shard.folder:  # every file of the folder, the ones named like release files included
+            published += [os.path.join(shard.folder, f) for f in imagefolder.published_files(shard.folder)]
+        outputs = [shard.name] + [os.path.relpath(p, ds.root).replace(os.sep, "/") for p in published if p]
         for name in outputs:
             if name.split("/", 1)[0].lower() in RESERVED_NAMES:
                 raise ExpungeError(
