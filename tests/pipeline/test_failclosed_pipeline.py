@@ -160,15 +160,24 @@ def test_symlinks_do_not_get_around_the_output_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["removed.parquet", "Removed.parquet", "summary.tar", "README.md", "report.html"]
+    "name", ["removed.parquet", "Removed.parquet", "removed.tar", "README.md", "report.html"]
 )
 def test_dataset_files_named_like_release_records_are_refused(tmp_path: Path, name: str) -> None:
     root = tmp_path / "ds"
     _write(root, pa.array(URLS))
     if name.endswith(".parquet"):
         _write(root, pa.array(URLS), name=name)
-    elif name.endswith(".tar"):
-        pytest.skip("tar shards are covered by the image-format tests")  # stats name: summary_stats.json
+    elif name.endswith(".tar"):  # its companion parquet would land on the release's records
+        import io
+        import tarfile
+
+        (root / "part-0.parquet").unlink()
+        with tarfile.open(root / name, "w") as tar:
+            info = tarfile.TarInfo("000000000.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"a mug"))
+        pq.write_table(pa.table({"key": ["000000000"], "url": [URLS[0]]}), root / "removed.parquet")
+        name = "removed.parquet"
     else:
         (root / name).write_text("not a shard\n")
         # Only shards and their companions are published: a stray README is not a shard at all.
