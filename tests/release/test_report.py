@@ -19,7 +19,7 @@ from expunge import api
 from expunge.atomic import read_json
 from expunge.release.report import COLORS, MAX_SHARDS, render_report, write_report
 from expunge.release.verify import verify_release
-from tests.conftest import REPO, SmallDataset, build_small_dataset
+from tests.conftest import REPO, SmallDataset, build_small_dataset, tree_bytes
 
 ARTIFACTS = REPO / "test-artifacts"
 WINDOW = (1200, 2000)
@@ -258,3 +258,21 @@ def test_many_shards_are_bounded_and_low_quality_images_shown(built: Built, tmp_
     html = render_report(rel)
     assert "No MANIFEST.json" in html  # no manifest: said, not a crash
     assert 'data-stat="images-low-quality"><b>5</b>' in html
+
+
+def test_the_report_command_leaves_the_release_verifiable(built: Built, tmp_path: Path) -> None:
+    import shutil as sh
+    import subprocess
+    import sys
+
+    rel = tmp_path / "rel"
+    sh.copytree(built.release, rel)
+    before = tree_bytes(rel)
+    cmd = [sys.executable, "-m", "expunge.cli", "report", str(rel), "--store", str(built.store)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert tree_bytes(rel) == before  # nothing in the release changed: its manifest still holds
+    assert (tmp_path / "rel.report.html").is_file()
+    assert 'data-chart="timings"' in (tmp_path / "rel.report.html").read_text()
+    inside = subprocess.run([*cmd, "--out", str(rel / "r.html")], capture_output=True, text=True, timeout=300)
+    assert inside.returncode == 2 and "outside the release" in inside.stderr

@@ -380,13 +380,20 @@ def apply_cmd(
 def report_cmd(
     release: Annotated[Path, typer.Argument(help="A release folder written by 'expunge clean'.")],
     store: Annotated[Path | None, typer.Option("--store", help="Store for bank history and timings.")] = None,
+    to: Annotated[
+        Path | None, typer.Option("--out", help="Where to write it (default: RELEASE.report.html beside it).")
+    ] = None,
 ) -> None:
-    """Write RELEASE/report.html: one self-contained page of charts, counts only, no flagged content."""
+    """Write a report of RELEASE with bank history and stage timings: charts, counts only, no flagged
+    content. It goes beside the release, not into it: the release's own report.html is in its manifest."""
     from expunge.release.report import write_report
 
     if not (release / "summary.json").is_file():
         raise ExpungeError("not a release folder (no summary.json)", release)
-    path = write_report(release, store)
+    target = to or release.parent / f"{release.resolve().name}.report.html"
+    if release.resolve() in target.resolve().parents:
+        raise ExpungeError("write the report outside the release (its manifest lists every file)", target)
+    path = write_report(release, store, path=target)
     out.print(f"report: {path}")
 
 

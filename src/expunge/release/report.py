@@ -474,9 +474,11 @@ def write_report(
     tmp_dir: Path | None = None,
     manifest: dict[str, Any] | None = None,
     signed: bool | None = None,
+    path: Path | None = None,
 ) -> Path:
-    """Write ``release/report.html`` atomically, so a reader never sees half a report; return its path."""
-    path = release / REPORT
+    """Write the report (``release/report.html`` unless ``path`` says otherwise) atomically, so a reader
+    never sees half a report; return its path."""
+    path = path or release / REPORT
     html = render_report(release, store, timings=timings, manifest=manifest, signed=signed)
     atomic.write_bytes(path, html.encode("utf-8"), tmp_dir)
     return path
