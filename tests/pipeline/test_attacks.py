@@ -104,3 +104,18 @@ def test_an_output_inside_an_existing_release_is_refused(tmp_path: Path) -> None
     nested = run(["clean", "ds", "--list", listing, "--out", "rel/inner", "--store", "st2", "-q"], tmp_path)
     assert nested.returncode == 2 and "Traceback" not in nested.stderr
     assert run(["verify", "rel"], tmp_path).returncode == 0
+
+
+# The same class, found again by tests/test_adversarial.py: a source written from one Arrow dictionary
+# repeats the whole dictionary in every row group, so the row groups that lost no row (and slices of
+# merged row groups) carried the removed value too.
+def test_no_row_group_of_a_dictionary_column_keeps_a_removed_value(tmp_path: Path) -> None:
+    urls = [*URLS[:5], FLAGGED, *URLS[5:]]
+    (tmp_path / "ds").mkdir()
+    pq.write_table(pa.table({"url": pa.array(urls).dictionary_encode()}), tmp_path / "ds" / "p.parquet",
+                   row_group_size=2)  # fmt: skip
+    proc = run(["clean", "ds", "--list", _listing(tmp_path), "--out", "out", "-q", "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(tmp_path / "out" / "p.parquet", read_dictionary=["url"])
+    assert all(FLAGGED not in chunk.dictionary.to_pylist() for chunk in table.column("url").chunks)
+    assert _release_bytes_hold(tmp_path / "out", MARK.encode()) == []

@@ -285,6 +285,16 @@ def _filter(table: pa.Table, mask: pa.Array, path: str) -> pa.Table:
             _filter_column(c, mask, path, n) for c, n in zip(table.columns, table.column_names, strict=True)
         ]
         table = pa.Table.from_arrays(columns, schema=table.schema)
+    return table
+
+
+def _compacted(table: pa.Table, path: str) -> pa.Table:
+    """Every dictionary column rebuilt from the rows at hand, just before they are written.
+
+    Needed on every table written, not only filtered ones: a source written from one Arrow dictionary
+    repeats the whole dictionary in every row group, removed rows' values included, and a slice of a
+    dictionary array keeps its parent's dictionary.
+    """
     names = table.column_names
     return pa.Table.from_arrays(
         [_compact(c, path, n) for c, n in zip(table.columns, names, strict=True)], schema=table.schema
@@ -332,12 +342,12 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
             pending_rows += table.num_rows
             while pending_rows >= size:
                 merged = pa.concat_tables(pending)
-                writer.write_table(merged.slice(0, size), row_group_size=size)
+                writer.write_table(_compacted(merged.slice(0, size), src), row_group_size=size)
                 written += size
                 rest = merged.slice(size)
                 pending = [rest] if rest.num_rows else []
                 pending_rows = rest.num_rows
         if pending_rows:
-            writer.write_table(pa.concat_tables(pending), row_group_size=size)
+            writer.write_table(_compacted(pa.concat_tables(pending), src), row_group_size=size)
             written += pending_rows
     return written

@@ -27,7 +27,7 @@ from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
-from expunge.formats.imagefolder import content_files, write_folder
+from expunge.formats.imagefolder import write_folder
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
 from expunge.signals.digest import as_binary
@@ -236,7 +236,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
                 rewrite_embeddings(emb.path, tmp, keep)
         action = "rewritten"
     if task.folder_path:
-        main_files = content_files(task.out_path, top=task.shard_name == ".")
+        # What this run put there (sorted, as content_files lists them); stale files of an earlier run
+        # are swept before the manifest is written, so listing the folder now would count them.
+        main_files = [str(p) for p in outputs]
     else:
         main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
     sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
