@@ -18,20 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from expunge.errors import ExpungeError
-from expunge.formats.webdataset import (
-    IMAGE_EXTS,
-    Member,
-    TarShard,
-    discover_tars,
-    iter_images,
-    iter_members,
-    normalize_name,
-    rewrite_companions,
-    rewrite_tar,
-    sample_keys,
-    scan,
-    split_key,
-)
+from expunge.formats.members import IMAGE_EXTS
+from expunge.formats.tar import normalize_name, split_key
+from expunge.formats.tar_rewrite import rewrite_tar
+from expunge.formats.tar_scan import Member, iter_images, iter_members, sample_keys, scan
+from expunge.formats.webdataset import TarShard, discover_tars, rewrite_companions
 
 WORDS = ("apple", "river", "stone", "cloud", "maple", "harbor", "lantern", "meadow")
 FORMATS = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}

@@ -24,7 +24,7 @@ import pytest
 
 from expunge import api
 from expunge.errors import ExpungeError
-from expunge.formats.webdataset import sample_keys
+from expunge.formats.tar_scan import sample_keys
 from expunge.release.verify import verify_release
 from expunge.signals.images import hash_image, pdq_to_hex
 from expunge.synth_images import _image, _jpeg

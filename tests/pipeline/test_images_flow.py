@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from expunge import api
-from expunge.formats.webdataset import sample_keys
+from expunge.formats.tar_scan import sample_keys
 from expunge.synth_images import SynthImages, generate_image_dataset, write_image_lists
 from tests.cli.test_app import AUDIT
 from tests.conftest import tree_bytes

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from expunge.errors import ExpungeError
-from expunge.formats import imagefolder, parquet, webdataset
+from expunge.formats import imagefolder, parquet, tar_scan, webdataset
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Shard:
 def sample_keys(tar: str | None, folder: str | None) -> list[str]:
     """Sample keys of an image shard, in its own order."""
     if tar:
-        return webdataset.sample_keys(tar)
+        return tar_scan.sample_keys(tar)
     if folder:
         return imagefolder.image_files(folder)
     return []
@@ -42,7 +42,7 @@ def sample_keys(tar: str | None, folder: str | None) -> list[str]:
 def iter_images(tar: str | None, folder: str | None) -> Iterator[tuple[int, str, bytes]]:
     """(sample index, key, image bytes) of an image shard, streaming."""
     if tar:
-        return webdataset.iter_images(tar)
+        return tar_scan.iter_images(tar)
     if folder:
         return imagefolder.iter_images(folder)
     return iter(())

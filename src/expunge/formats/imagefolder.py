@@ -7,7 +7,7 @@ kept files are hard-linked (or copied) byte for byte.
 
 Which files are samples, failing closed: every regular file in the directory except hidden ones (``.``,
 never published) and *companions*, files whose extension marks text or structured data (``.txt``,
-``.json``, ``.csv``, the metadata parquet... see :data:`expunge.formats.webdataset.COMPANION_EXTS`) or
+``.json``, ``.csv``, the metadata parquet... see :data:`expunge.formats.members.COMPANION_EXTS`) or
 whose name is a licence or read-me. So ``x.jpg.bak``, ``x.heic``, ``x.jxl``, ``_x.jpg`` and an
 extension-less file are samples: checked, and quarantined if they do not decode. Companions are
 published as they are, but their bytes are hashed too (:func:`iter_data`, sample ``-1``): a companion
@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
+from expunge.formats.members import COMPANION_EXTS, COMPANION_NAMES
 from expunge.formats.paths import RESERVED_NAMES
-from expunge.formats.webdataset import COMPANION_EXTS, COMPANION_NAMES
 
 IMAGE_SUFFIXES = (
     ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl",

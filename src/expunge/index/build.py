@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.formats import Shard, imagefolder, webdataset
+from expunge.formats import Shard, imagefolder, tar_scan, webdataset
 from expunge.formats import parquet as pqfmt
 from expunge.signals import feature_is_image, feature_width
 from expunge.signals.features import QUARANTINE_REASONS, UrlBatch
@@ -153,7 +153,7 @@ def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
     metadata's end: none, since a sample without a row is refused rather than given one.
     """
     if task.tar_path:
-        keys = webdataset.sample_keys(task.tar_path)
+        keys = tar_scan.sample_keys(task.tar_path)
     else:
         assert task.folder_path is not None
         keys = imagefolder.image_files(task.folder_path)

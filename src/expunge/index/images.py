@@ -10,7 +10,7 @@ removes the row; a member that may be an image and does not decode quarantines i
 
 Digests are always computed, even for bytes that do not decode: an exact-bytes list can still match.
 Every member is tried as an image; only members whose extension marks text or structured data
-(:func:`expunge.formats.webdataset.is_companion`) may fail to decode without an ``error``.
+(:func:`expunge.formats.members.is_companion`) may fail to decode without an ``error``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge.errors import ExpungeError
-from expunge.formats import imagefolder, webdataset
+from expunge.formats import imagefolder, tar_scan
+from expunge.formats.members import is_companion, is_image_ext
 
 if TYPE_CHECKING:
     from expunge.signals.images import ImageHashes
@@ -59,7 +60,7 @@ MemberData = tuple[int, str | None, str, bytes]
 def shard_members(tar: str | None, folder: str | None, meta: str | None) -> Iterator[MemberData]:
     """Every member of an image shard, with the sample index :func:`expunge.formats.sample_keys` gives."""
     if tar:
-        return webdataset.iter_data(tar)
+        return tar_scan.iter_data(tar)
     if folder:
         return imagefolder.iter_data(folder, meta)
     return iter(())
@@ -97,7 +98,7 @@ def _hash_member(ext: str, data: bytes, *, max_pixels: int, dihedral: bool) -> I
 
     h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
     if h.error is not None and (
-        webdataset.is_companion(ext) or (not data and not webdataset.is_image_ext(ext))
+        is_companion(ext) or (not data and not is_image_ext(ext))
     ):
         return replace(h, error=None)
     return h

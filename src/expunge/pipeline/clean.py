@@ -26,6 +26,7 @@ from expunge.errors import StaleShardError
 from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
+from expunge.formats.tar_rewrite import rewrite_tar
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
 from expunge.formats.imagefolder import write_folder
 from expunge.index.build import content_sha256, read_quarantine
@@ -330,7 +331,7 @@ def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:
         return how
     drop = _keys_of_rows(task, gone)
     with atomic.atomic_path(out, tmp_dir) as tmp:
-        wds.rewrite_tar(task.tar_path, tmp, drop)
+        rewrite_tar(task.tar_path, tmp, drop)
     shard = wds.TarShard(task.shard_name, task.tar_path, task.shard_path, task.stats_path)
     if task.shard_path or task.stats_path:
         # The metadata loses exactly the decided rows (by position, as the index linked them).
