@@ -126,7 +126,7 @@ def _save(workdir: Path, name: str, q: np.ndarray, b: np.ndarray, d: np.ndarray)
 
 
 def step_expunge(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from expunge.match.hamming import HammingIndex
+    from expunge.matchers.hamming import HammingIndex
 
     data = _load(workdir)
     bank, queries = data["bank"], data["queries"]
@@ -159,7 +159,7 @@ def step_expunge(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def step_brute(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from expunge.match.hamming import HammingIndex
+    from expunge.matchers.hamming import HammingIndex
 
     data = _load(workdir)
     bank, queries = data["bank"], data["queries"][: args.brute_queries]
@@ -372,7 +372,7 @@ def main() -> None:
 
 
 def _drive(args: argparse.Namespace, passthrough: list[str], workdir: Path) -> None:
-    from expunge.match.hamming import hamming_matrix
+    from expunge.matchers.hamming import hamming_matrix
 
     print(
         f"# {platform.platform()}, {len(os.sched_getaffinity(0))} CPUs, load {os.getloadavg()[0]:.2f}; "

@@ -374,7 +374,7 @@ def step_c(plan: dict[str, Any]) -> dict[str, Any]:
 
 def step_canon(plan: dict[str, Any]) -> dict[str, Any]:
     """Canonicalisation rate on one shard in this one process, and how much took the fast path."""
-    from expunge.signals import urlcanon
+    from expunge.features import urlcanon
 
     pa.set_cpu_count(1)  # one core: Arrow kernels on one array run in this thread anyway
     shard = plan["datasets"]["main"]["shards"][0]

@@ -35,7 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from expunge.signals.urlcanon import canonicalize
+from expunge.features.urlcanon import canonicalize
 
 EXAMPLES = int(os.environ.get("EXPUNGE_ADVERSARIAL_EXAMPLES", "12"))
 SETTINGS = settings(

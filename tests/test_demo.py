@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expunge.signals.urlcanon import canonicalize
+from expunge.features.urlcanon import canonicalize
 
 
 def _texts_of_parquet(path: Path) -> str:

@@ -273,7 +273,7 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
 
     from expunge.index.build import read_feature
     from expunge.lists.bank import sorted_unique
-    from expunge.match.exact import fixed_to_numpy
+    from expunge.matchers.exact import fixed_to_numpy
 
     feature = "url:raw:sha256"
     probe = BankInfo("release-keep", "release_keep", "raw", "release", feature, 32)

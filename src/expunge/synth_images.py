@@ -74,7 +74,7 @@ def generate_image_dataset(
     root: Path, samples: int = 2_000, shards: int = 4, listed: int = 24, seed: int = 0, size: int = 256
 ) -> SynthImages:
     """Write ``NNNNN.tar`` + ``NNNNN.parquet`` + ``NNNNN_stats.json`` shards like img2dataset does."""
-    from expunge.signals.images import hamming, hash_image
+    from expunge.features.images import hamming, hash_image
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -156,7 +156,7 @@ def write_image_lists(
     ds: SynthImages, out_dir: Path, listed: int = 24, seed: int = 0, size: int = 256
 ) -> dict[str, Path]:
     """``pdq.txt`` (threatexchange format) and ``image_md5.txt`` of the SYNTHETIC listed originals."""
-    from expunge.signals.images import hash_image, pdq_to_hex
+    from expunge.features.images import hash_image, pdq_to_hex
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pdq_lines, md5_lines = [LIST_COMMENT], [LIST_COMMENT]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from expunge.errors import ExpungeError
+from expunge.features.urlcanon import canonicalize
 from expunge.lists.bank import (
     added_since,
     import_list,
@@ -21,7 +22,6 @@ from expunge.lists.bank import (
     read_values,
     values_path,
 )
-from expunge.signals.urlcanon import canonicalize
 from expunge.store import Store
 
 MARK = "zebrafish7731"  # distinctive neutral token placed on refused lines

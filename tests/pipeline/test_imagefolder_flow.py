@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import api
-from expunge.signals.images import hash_image, pdq_to_hex
+from expunge.features.images import hash_image, pdq_to_hex
 from expunge.synth_images import _image, _jpeg
 
 

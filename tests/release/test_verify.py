@@ -277,7 +277,7 @@ def test_a_symlinked_folder_fails(small_ds: SmallDataset, tmp_path: Path) -> Non
 
 
 def test_an_image_kept_before_and_flagged_now_leaves_the_folder(tmp_path: Path) -> None:
-    from expunge.signals.images import hash_image, pdq_to_hex
+    from expunge.features.images import hash_image, pdq_to_hex
     from expunge.synth_images import _image, _jpeg
 
     folder = tmp_path / "images" / "a"

@@ -319,7 +319,7 @@ def hash_cmd(
 
     A list holds one signal type: pick one with --signal when the output is meant for 'lists import'.
     """
-    from expunge.signals.images import hash_image, pdq_to_hex
+    from expunge.features.images import hash_image, pdq_to_hex
 
     wanted = signal or ["pdq", "image_md5"]
     for name in wanted:

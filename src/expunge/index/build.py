@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
+from expunge.features.url import QUARANTINE_REASONS, UrlBatch
 from expunge.formats import Shard, imagefolder, tar_scan, webdataset
 from expunge.formats import parquet as pqfmt
 from expunge.signals import feature_is_image, feature_width
-from expunge.signals.features import QUARANTINE_REASONS, UrlBatch
 
 ROWS_FILE = "rows.parquet"
 SAMPLES_FILE = "samples.parquet"

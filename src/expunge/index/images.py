@@ -30,7 +30,7 @@ from expunge.formats import imagefolder, tar_scan
 from expunge.formats.members import is_companion, is_image_ext
 
 if TYPE_CHECKING:
-    from expunge.signals.images import ImageHashes
+    from expunge.features.images import ImageHashes
 
 IMAGES_FILE = "images.parquet"
 IMAGE_FEATURES = ("image:md5", "image:sha1", "image:sha256", "image:pdq")
@@ -94,7 +94,7 @@ def _hash_member(ext: str, data: bytes, *, max_pixels: int, dihedral: bool) -> I
     error; neither does an empty member without an image extension (no bytes, no picture). Anything
     else that does not decode keeps its reason, so its row is quarantined.
     """
-    from expunge.signals.images import hash_image  # Pillow and PDQ load only when images are indexed
+    from expunge.features.images import hash_image  # Pillow and PDQ load only when images are indexed
 
     h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
     if h.error is not None and (

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,11 +26,9 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.lists.readers import detect_format, hex_digests, read_tokens
+from expunge.matchers.exact import SortedSet
 from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store
-
-if TYPE_CHECKING:
-    from expunge.match.exact import SortedSet
 
 
 @dataclass
@@ -383,21 +381,8 @@ class LoadedBank:
     threshold: int | None = None
 
 
-def prefix64(values: np.ndarray, width: int) -> np.ndarray:
-    """First 8 bytes of each value as an integer whose order equals the bytes' order."""
-    if len(values) == 0:
-        return np.empty(0, dtype=np.uint64)
-    values = np.ascontiguousarray(values)
-    if width < 8:
-        raise ValueError("values shorter than 8 bytes have no 64-bit prefix")
-    layout = np.dtype([("p", ">u8"), ("rest", f"V{width - 8}")]) if width > 8 else np.dtype([("p", ">u8")])
-    return values.view(layout)["p"].astype(np.uint64)
-
-
 @lru_cache(maxsize=16)
 def _load_cached(bank_dir: str, version: int, width: int) -> SortedSet:
-    from expunge.match.exact import SortedSet
-
     return SortedSet.build(read_values(values_path(Path(bank_dir), version), width))
 
 

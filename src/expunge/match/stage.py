@@ -23,12 +23,12 @@ from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.index.build import read_feature, read_quarantine
 from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
-from expunge.match.exact import SortedSet, fixed_to_numpy, match_column
+from expunge.matchers.exact import SortedSet, fixed_to_numpy, match_column
 from expunge.signals import feature_is_image
 from expunge.store import Store
 
 if TYPE_CHECKING:
-    from expunge.match.hamming import HammingIndex
+    from expunge.matchers.hamming import HammingIndex
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -154,7 +154,7 @@ def _threshold_changed(store: Store, name: str, since: int) -> bool:
 def _hamming_index(bank_dir: str, version: int, values_bytes: int) -> HammingIndex:
     """One index per bank version per worker process, reused for every shard it matches."""
     from expunge.lists.bank import read_values, values_path
-    from expunge.match.hamming import HammingIndex
+    from expunge.matchers.hamming import HammingIndex
 
     return HammingIndex.build(read_values(values_path(Path(bank_dir), version), 32))
 
@@ -196,7 +196,7 @@ def _find(
     if cache:
         index = _hamming_index(str(Store(task.store_root).bank_dir(bank.name)), bank.version, len(values))
     else:
-        from expunge.match.hamming import HammingIndex
+        from expunge.matchers.hamming import HammingIndex
 
         index = HammingIndex.build(values)
     ok = np.flatnonzero(quality_mask(images, task.quality_floor))

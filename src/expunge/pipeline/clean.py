@@ -23,16 +23,16 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import StaleShardError
+from expunge.features.digest import as_binary
+from expunge.features.url import QUARANTINE_REASONS
 from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 from expunge.formats import webdataset as wds
-from expunge.formats.tar_rewrite import rewrite_tar
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
 from expunge.formats.imagefolder import write_folder
+from expunge.formats.tar_rewrite import rewrite_tar
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
-from expunge.signals.digest import as_binary
-from expunge.signals.features import QUARANTINE_REASONS
 
 RECORD_SCHEMA = pa.schema(
     [

@@ -41,14 +41,14 @@ class SignalType:
     def parse(self, token: str) -> bytes:
         """One list value → the stored binary value. Raises ValueError with a content-free message."""
         if self.name == "url":
-            from expunge.signals.urlcanon import canonicalize
+            from expunge.features.urlcanon import canonicalize
 
             canon = canonicalize(token.encode("utf-8"))
             if canon is None:
                 raise ValueError("not an http(s) URL that can be canonicalised")
             return hashlib.sha256(canon).digest()
         if self.name == "domain" and not (len(token) == 64 and _HEX.fullmatch(token)):
-            from expunge.signals.urlcanon import host_suffixes
+            from expunge.features.urlcanon import host_suffixes
 
             text = token.strip().encode("utf-8")
             # "*.example.com" means the domain and its subdomains, which is what a domain entry means.

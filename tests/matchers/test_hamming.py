@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expunge.match import hamming
-from expunge.match.hamming import HammingIndex, hamming_matrix
+from expunge.matchers import hamming
+from expunge.matchers.hamming import HammingIndex, hamming_matrix
 
 THRESHOLDS = (0, 8, 31, 32, 48)
 # None: the layout the cost model picks; 13: 19/20-bit chunks straddling words (the million-hash

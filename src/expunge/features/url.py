@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from expunge.features.digest import as_binary, digest_array
+from expunge.features.urlcanon import canonicalize_array, expressions, host_suffixes, stripped_array
 from expunge.signals import feature_width
-from expunge.signals.digest import as_binary, digest_array
-from expunge.signals.urlcanon import canonicalize_array, expressions, host_suffixes, stripped_array
 
 Q_OK = 0
 Q_NULL = 1

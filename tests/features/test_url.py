@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expunge.signals.digest import as_binary, digest_array
-from expunge.signals.features import (
+from expunge.features.digest import as_binary, digest_array
+from expunge.features.url import (
     Q_EMPTY,
     Q_NOT_UTF8,
     Q_NULL,
@@ -20,7 +20,7 @@ from expunge.signals.features import (
     QUARANTINE_REASONS,
     UrlBatch,
 )
-from expunge.signals.urlcanon import canonicalize, expressions, host_suffixes, stripped
+from expunge.features.urlcanon import canonicalize, expressions, host_suffixes, stripped
 
 ALGOS = ("md5", "sha1", "sha256")
 WIDTH = {"md5": 16, "sha1": 20, "sha256": 32}

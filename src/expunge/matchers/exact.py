@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from expunge.lists.bank import prefix64
+
+def prefix64(values: np.ndarray, width: int) -> np.ndarray:
+    """First 8 bytes of each value as an integer whose order equals the bytes' order."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.uint64)
+    values = np.ascontiguousarray(values)
+    if width < 8:
+        raise ValueError("values shorter than 8 bytes have no 64-bit prefix")
+    layout = np.dtype([("p", ">u8"), ("rest", f"V{width - 8}")]) if width > 8 else np.dtype([("p", ">u8")])
+    return values.view(layout)["p"].astype(np.uint64)
 
 
 def fixed_to_numpy(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from expunge.signals.urlcanon import (
+from expunge.features.urlcanon import (
     FAST_PATH_PATTERN,
     canonicalize,
     canonicalize_array,

@@ -33,8 +33,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from expunge.signals import images
-from expunge.signals.images import (
+from expunge.features import images
+from expunge.features.images import (
     DEFAULT_MAX_PIXELS,
     REASONS,
     ImageError,

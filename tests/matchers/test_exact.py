@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expunge.match.exact import SortedSet, fixed_to_numpy, match_column, member
+from expunge.matchers.exact import SortedSet, fixed_to_numpy, match_column, member
 
 WIDTHS = (16, 20, 32)
 
