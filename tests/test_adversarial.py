@@ -167,6 +167,7 @@ def parquet_datasets(draw: st.DrawFn) -> dict[str, object]:
         "list_format": draw(st.sampled_from(["plain", "csv", "pytx"])),
         "embeddings": draw(st.booleans()),
         "nested": draw(st.booleans()),
+        "collide": draw(st.sampled_from(["", "", "", "removed", "Removed", "summary", "MANIFEST.json"])),
         "seed": draw(st.integers(0, 2**32)),
         "draw": draw(st.data()),
     }
@@ -200,11 +201,15 @@ def build_parquet(spec: dict[str, object], base: Path) -> Built:
             columns["id"] = pa.array([None if u is None else u.decode("utf-8", "replace") for u in urls])
         folder = root / ("sub" if spec["nested"] and s == 1 else "")
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(columns), folder / f"part-{s}.parquet", row_group_size=7)
+        name = f"part-{s}"
+        if s == 0 and spec["collide"]:  # a shard named like one of the release's own files
+            name = str(spec["collide"])
+            built.expect_refusal = name.lower() == "removed" and folder == root
+        pq.write_table(pa.table(columns), folder / f"{name}.parquet", row_group_size=7)
         if spec["embeddings"]:
             noise = np.frombuffer(rng.randbytes(n * 8 * 2), dtype=np.uint16).reshape(n, 8)
             emb = np.asarray(noise % 2000, dtype=np.float16)
-            np.save(folder / f"part-{s}.npy", emb)
+            np.save(folder / f"{name}.npy", emb)
     built.lists = _write_lists(base / "lists", md5s, sha1s, str(spec["list_format"]), [])
     return built
 
@@ -296,6 +301,79 @@ def build_tar(spec: dict[str, object], base: Path) -> Built:
     )  # fmt: skip
     (root / "00000_stats.json").write_text(json.dumps({"count": len(rows_keys), "successes": n}))
     built.lists = _write_lists(base / "lists", md5s, sha1s, str(spec["list_format"]), image_md5s)
+    return built
+
+
+@st.composite
+def folder_datasets(draw: st.DrawFn) -> dict[str, object]:
+    return {
+        "format": "imagefolder",
+        "folders": draw(st.integers(1, 2)),
+        "images": draw(st.integers(1, 6)),
+        "meta": draw(st.sampled_from(["none", "plain", "dotslash", "prefixed", "duplicate"])),
+        "extra": draw(st.sampled_from(["none", "notes", "bak", "noext", "readme", "hidden"])),
+        "seed": draw(st.integers(0, 2**32)),
+        "draw": draw(st.data()),
+    }
+
+
+def build_folders(spec: dict[str, object], base: Path) -> Built:
+    """Folders of generated images, optionally with metadata naming the files (with odd spellings)
+    and extra files beside them; some images listed by MD5, some rows flagged by URL."""
+    rng = random.Random(spec["seed"])  # type: ignore[arg-type]
+    data: st.DataObject = spec["draw"]  # type: ignore[assignment]
+    root = base / "ds"
+    built = Built(root, [])
+    md5s: list[str] = []
+    sha1s: list[str] = []
+    image_md5s: list[str] = []
+    for f in range(int(spec["folders"])):  # type: ignore[call-overload]
+        folder = root / f"f{f}"
+        folder.mkdir(parents=True)
+        n = int(spec["images"])  # type: ignore[call-overload]
+        names = [f"img{i:03d}.png" for i in range(n)]
+        flagged_image = {i for i in range(n) if data.draw(st.integers(0, 3)) == 0}
+        for i, name in enumerate(names):
+            png = _png(rng)
+            (folder / name).write_bytes(png)
+            if i in flagged_image:
+                image_md5s.append(hashlib.md5(png).hexdigest())
+                built.needles.add(_image_needle(png))
+        extra = str(spec["extra"])
+        if extra != "none":
+            payload = _png(rng)
+            extra_name = {"notes": "notes.txt", "bak": "img000.png.bak", "noext": "blob",
+                          "readme": "README.md", "hidden": ".hidden.png"}[extra]  # fmt: skip
+            (folder / extra_name).write_bytes(payload if extra != "notes" else b"neutral notes\n")
+            if extra in ("bak", "noext", "hidden") and data.draw(st.booleans()):
+                image_md5s.append(hashlib.md5(payload).hexdigest())
+                if extra != "hidden":  # hidden files are not published at all
+                    built.needles.add(_image_needle(payload))
+                    built.flagged_rows += 1
+            if extra in ("bak", "noext") and spec["meta"] == "none":
+                built.rows += 1  # a file that may be an image is a sample of its own
+        built.rows += n
+        built.flagged_rows += len(flagged_image)
+        meta = str(spec["meta"])
+        if meta != "none":
+            urls, captions, m, c, needles, _ = _rows(data.draw, n, "string", rng, f"f{f}")
+            md5s += m
+            sha1s += c
+            built.needles |= needles
+            for i in flagged_image:
+                built.needles.add(captions[i].split()[-1].encode())
+            built.flagged_rows += sum(1 for i in range(n) if i not in flagged_image and urls[i] in needles)
+            spelled = {"plain": names, "dotslash": [f"./{x}" for x in names],
+                       "prefixed": [f"f{f}/{x}" for x in names],
+                       "duplicate": [names[0], *names[:-1]]}[meta]  # fmt: skip
+            if meta == "duplicate" and n > 1:
+                built.expect_refusal = True
+            if extra in ("bak", "noext"):
+                built.expect_refusal = True  # a file that may be an image, named by no metadata row
+            texts = [None if u is None else u.decode() for u in urls]
+            table = {"file": spelled, "url": texts, "caption": captions}
+            pq.write_table(pa.table(table), folder / "meta.parquet")
+    built.lists = _write_lists(base / "lists", md5s, sha1s, "plain", image_md5s)
     return built
 
 
@@ -403,6 +481,16 @@ def test_image_tar_datasets_fail_closed(spec: dict[str, object], mutation: int) 
     with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
         base = Path(tmp)
         _check(build_tar(spec, base), base, mutation)
+
+
+@SETTINGS
+@seed(20261203)
+@given(spec=folder_datasets(), mutation=st.integers(0, 10**6))
+def test_image_folder_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
+    pytest.importorskip("PIL")
+    with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
+        base = Path(tmp)
+        _check(build_folders(spec, base), base, mutation)
 
 
 def test_canonical_needles_are_what_the_list_hashes() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from expunge import api
 from expunge.formats.tar_scan import sample_keys
-from expunge.synth_images import SynthImages, generate_image_dataset, write_image_lists
+from expunge.demo.synth_images import SynthImages, generate_image_dataset, write_image_lists
 from tests.cli.test_app import AUDIT
 from tests.conftest import tree_bytes
 
@@ -121,7 +121,7 @@ def test_pdq_bank_growth_is_matched_incrementally(image_ds: SynthImages, tmp_pat
 
 
 def test_hash_command_output_imports_and_matches(image_ds: SynthImages, tmp_path: Path) -> None:
-    from expunge.synth_images import _image, _jpeg
+    from expunge.demo.synth_images import _image, _jpeg
 
     files = []
     for i in range(10):

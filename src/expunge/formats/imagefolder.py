@@ -23,13 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
-from expunge.formats.members import COMPANION_EXTS, COMPANION_NAMES
+from expunge.formats.base import (
+    CleanRows,
+    CleanTarget,
+    Shard,
+    ShardFormat,
+    ShardOutputs,
+    parquet_rows_or_unreadable,
+)
+from expunge.formats.members import COMPANION_EXTS, COMPANION_NAMES, MemberData
 from expunge.formats.paths import RESERVED_NAMES
 
 IMAGE_SUFFIXES = (
@@ -256,3 +265,88 @@ def write_folder(directory: str, out_dir: Path, drop: set[str], tmp_dir: Path, s
         atomic.copy_or_link(Path(directory, name), out_dir / name, tmp_dir)
         kept += is_image_file(name)
     return kept
+
+
+class ImageFolderFormat(ShardFormat):
+    """Folders of image files, each optionally with one metadata parquet naming its files."""
+
+    name = "imagefolder"
+    has_images = True
+    # A folder is published as a folder; there is no registered media type for one, so it is labelled
+    # as ``file --mime-type`` labels a directory.
+    media_type = "inode/directory"
+
+    def claims(self, specs: Sequence[str]) -> bool:
+        return has_images(specs)
+
+    def discover(self, specs: Sequence[str]) -> tuple[str, list[Shard]]:
+        root, folders = discover_folders(specs)
+        return root, [Shard(f.name, self.name, f.path, f.parquet) for f in folders]
+
+    def default_key_column(self, metadata: str) -> str | None:
+        """A folder's metadata names its files: that column is what links rows to images."""
+        names = parquet.open_file(metadata).schema_arrow.names
+        column = next((c for c in FILE_COLUMNS if c in names), None)
+        if column is None:
+            wanted = ", ".join(FILE_COLUMNS)
+            raise ExpungeError(f"metadata beside images needs a column naming files ({wanted})", metadata)
+        return column
+
+    def content_files(self, shard: Shard) -> list[str]:
+        return content_files(shard.location, top=shard.name == ".")
+
+    def source_paths(self, shard: Shard) -> list[str]:
+        return [*self.content_files(shard), shard.location]
+
+    def published_sources(self, shard: Shard) -> list[str]:
+        # Every file of the folder, the ones named like release files included.
+        files = [os.path.join(shard.location, f) for f in published_files(shard.location)]
+        return [*self.content_files(shard), *files]
+
+    def sample_keys(self, shard: Shard) -> list[str]:
+        return image_files(shard.location)
+
+    def link_rows(self, shard: Shard, keys: Sequence[str], key_column: str) -> list[int]:
+        assert shard.metadata is not None
+        return link_rows(shard.location, keys, shard.metadata, key_column)
+
+    def iter_members(self, shard: Shard) -> Iterator[MemberData]:
+        return iter_data(shard.location, shard.metadata)
+
+    def outputs(self, shard: Shard, target: CleanTarget, drop_keys: frozenset[str]) -> ShardOutputs:
+        folder = shard.location
+        names = sorted(
+            f
+            for f in os.listdir(folder)
+            if not f.startswith(".") and f not in drop_keys and os.path.isfile(os.path.join(folder, f))
+        )
+        # What this run puts there (sorted, as content_files lists them): stale files of an earlier run
+        # are swept before the manifest is written, so listing the output folder would count them.
+        files = [target.out / f for f in names]
+        return ShardOutputs(files, files)
+
+    def write_clean(self, shard: Shard, target: CleanTarget, rows: CleanRows) -> str:
+        """The folder without the dropped images; its metadata parquet without their rows."""
+        out, tmp_dir = target.out, target.tmp_dir
+        meta = os.path.basename(shard.metadata) if shard.metadata else None
+        write_folder(shard.location, out, set(rows.drop_keys), tmp_dir, skip={meta} if meta else set())
+        if shard.metadata and meta:
+            n_meta = parquet.num_rows(shard.metadata)
+            meta_gone = [r for r in rows.gone if r < n_meta]
+            if meta_gone:
+                keep = np.ones(n_meta, dtype=bool)
+                keep[meta_gone] = False
+                with atomic.atomic_path(out / meta, tmp_dir) as tmp:
+                    parquet.rewrite(shard.metadata, tmp, keep)
+            else:
+                atomic.copy_or_link(Path(shard.metadata), out / meta, tmp_dir)
+        return "rewritten" if rows.gone else "copied"
+
+    def owns_release_shard(self, release: Path, name: str) -> bool:
+        return (release / name).is_dir()
+
+    def release_files(self, release: Path, name: str) -> tuple[list[str], int | None]:
+        main = release / name
+        metas = sorted(p for p in main.glob("*.parquet"))
+        rows = parquet_rows_or_unreadable(metas[0]) if len(metas) == 1 else len(image_files(str(main)))
+        return content_files(str(main), top=name == "."), rows

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from expunge import atomic
 from expunge.atomic import atomic_path, read_json, write_json
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
+from expunge.formats.base import (
+    CleanRows,
+    CleanTarget,
+    Shard,
+    ShardFormat,
+    ShardOutputs,
+    parquet_rows_or_unreadable,
+)
+from expunge.formats.members import MemberData
 from expunge.formats.paths import walk
 from expunge.formats.tar import normalize_name
-from expunge.formats.tar_rewrite import frozen
-from expunge.formats.tar_scan import sample_keys
+from expunge.formats.tar_rewrite import frozen, rewrite_tar
+from expunge.formats.tar_scan import iter_data, sample_keys
 
 SUFFIXES = (".tar",)
 
@@ -264,3 +274,86 @@ def rewrite_companions(
     before = before if isinstance(before, int) and not isinstance(before, bool) else 0
     stats["expunge_removed"] = before + removed
     write_json(out_dir / os.path.basename(shard.stats), stats, tmp_dir)
+
+
+# ------------------------------------------------------------------------------------------------
+# The format
+# ------------------------------------------------------------------------------------------------
+
+
+def has_tars(specs: Sequence[str]) -> bool:
+    """Discovery: a dataset is a webdataset when a spec is a tar or a folder holds one."""
+    for spec in specs:
+        spec = spec.removeprefix("file://")
+        if spec.endswith(".tar"):
+            return True
+        if os.path.isdir(spec):
+            for _dirpath, dirnames, filenames in os.walk(spec):
+                dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+                if any(f.endswith(".tar") and not f.startswith((".", "_")) for f in filenames):
+                    return True
+    return False
+
+
+class WebDatasetFormat(ShardFormat):
+    """Image tars, each with an optional companion parquet (its rows) and stats json."""
+
+    name = "webdataset"
+    has_images = True
+    sample_key_names_row = True
+    media_type = "application/x-tar"
+
+    def claims(self, specs: Sequence[str]) -> bool:
+        return has_tars(specs)
+
+    def discover(self, specs: Sequence[str]) -> tuple[str, list[Shard]]:
+        root, tars = discover_tars(specs)
+        shards = [Shard(t.name, self.name, t.path, t.parquet, (t.stats,) if t.stats else ()) for t in tars]
+        return root, shards
+
+    def content_files(self, shard: Shard) -> list[str]:
+        return [p for p in (shard.location, shard.metadata) if p]
+
+    def sample_keys(self, shard: Shard) -> list[str]:
+        return sample_keys(shard.location)
+
+    def link_rows(self, shard: Shard, keys: Sequence[str], key_column: str) -> list[int]:
+        assert shard.metadata is not None
+        return link_rows(shard.location, keys, shard.metadata, key_column)
+
+    def iter_members(self, shard: Shard) -> Iterator[MemberData]:
+        return iter_data(shard.location)
+
+    def outputs(self, shard: Shard, target: CleanTarget, drop_keys: frozenset[str]) -> ShardOutputs:
+        out = target.out
+        meta = [out.parent / os.path.basename(shard.metadata)] if shard.metadata else []
+        stats = [out.parent / os.path.basename(p) for p in shard.companions]
+        return ShardOutputs([out, *meta, *stats], [out, *meta])
+
+    def write_clean(self, shard: Shard, target: CleanTarget, rows: CleanRows) -> str:
+        """Tar without every member of the dropped samples; companions without their rows; stats adjusted."""
+        out, tmp_dir = target.out, target.tmp_dir
+        if not rows.gone:
+            how = atomic.copy_or_link(Path(shard.location), out, tmp_dir)
+            for companion in (shard.metadata, *shard.companions):
+                if companion:
+                    atomic.copy_or_link(Path(companion), out.parent / os.path.basename(companion), tmp_dir)
+            return how
+        with atomic.atomic_path(out, tmp_dir) as tmp:
+            rewrite_tar(shard.location, tmp, rows.drop_keys)
+        stats = shard.companions[0] if shard.companions else None
+        tar = TarShard(shard.name, shard.location, shard.metadata, stats)
+        if shard.metadata or stats:
+            # The metadata loses exactly the decided rows (by position, as the index linked them).
+            gone = rows.gone if shard.metadata else None
+            rewrite_companions(tar, out.parent, rows.drop_keys, rows.key_column or "key", tmp_dir, rows=gone)
+        return "rewritten"
+
+    def owns_release_shard(self, release: Path, name: str) -> bool:
+        return name.endswith(".tar")
+
+    def release_files(self, release: Path, name: str) -> tuple[list[str], int | None]:
+        main = release / name
+        meta = main.with_suffix("").with_suffix(".parquet")
+        files = [str(main)] + ([str(meta)] if meta.is_file() else [])
+        return files, parquet_rows_or_unreadable(meta) if meta.is_file() else None
