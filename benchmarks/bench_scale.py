@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from expunge import api, synth
+from expunge import api
+from expunge.demo import synth
 
 
 def make(work: Path, rows: int, shards: int, bank: int, planted: int) -> tuple[Path, Path]:

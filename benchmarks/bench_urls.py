@@ -11,7 +11,7 @@ waiting when other processes keep the machine busy.
 
 Why it is built this way:
 
-* One generated dataset (``expunge.synth``, non-UTF-8 rows left out so DuckDB can read the very same
+* One generated dataset (``expunge.demo.synth``, non-UTF-8 rows left out so DuckDB can read the very same
   files) and one bank serve every measurement, so the ratios compare like with like.
 * Every measured step runs in a fresh subprocess of this script (``--step NAME``). Nothing a step
   imports, caches or allocates leaks into the next one, and each step's peak memory is its own:
@@ -558,7 +558,7 @@ def _bank(random: np.ndarray, planted: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _generate(root: Path, rows: int, shards: int, planted: int, seed: int) -> tuple[dict[str, Any], Any]:
-    from expunge import synth
+    from expunge.demo import synth
 
     started = time.perf_counter()
     ds = synth.generate_dataset(root, rows=rows, shards=shards, seed=seed, flagged=planted, utf8_only=True)
@@ -576,7 +576,7 @@ def _generate(root: Path, rows: int, shards: int, planted: int, seed: int) -> tu
 
 def prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the datasets and list files every step shares, and write plan.json."""
-    from expunge import synth
+    from expunge.demo import synth
 
     lists_dir = work / "lists"
     for sub in ("grown", "small"):

@@ -6,11 +6,12 @@ calling ``clean`` twice does the work once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expunge.config import DEFAULT_STORE, MAX_PIXELS, RunConfig
 from expunge.engine import Executor, make_executor
 from expunge.errors import ExpungeError, StaleShardError
 from expunge.lists.bank import BankInfo, ImportResult, load_info
@@ -23,11 +24,9 @@ from expunge.pipeline.run import (
     check_out_location,
     open_dataset,
 )
-from expunge.progress import NullReporter, Reporter
+from expunge.progress import Reporter
 from expunge.signals import RECIPES, SIGNALS
 from expunge.store import Store, folder_lock
-
-DEFAULT_STORE = ".expunge"
 
 
 @dataclass(frozen=True)
@@ -54,45 +53,21 @@ class ListSpec:
         return cls(Path(":".join(parts)), signal, recipe)
 
 
-@dataclass
-class Options:
-    """What every stage needs besides the dataset: where state lives and what runs the tasks."""
-
-    store: str | Path = DEFAULT_STORE
-    executor: str = "local"
-    address: str | None = None  # Ray cluster address (or RAY_ADDRESS); the local executor ignores it
-    workers: int | None = None
-    url_column: str | None = None
-    caption_column: str | None = None
-    key_column: str | None = None
-    reporter: Reporter | None = None
-    dihedral: bool = False  # also index and match the 7 other orientations of every image (PDQ)
-    quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
-    max_pixels: int = 178_956_970  # larger images are quarantined as decompression bombs
-    sign_key: Path | None = None  # sign the release manifest (minisign format) with this key
-    cover: int = 0  # hide each flagged row among at least this many removed rows (release.cover)
-    publish_records: bool = False  # put removed.parquet in the release: it names every removed row
-    previous_manifest: Path | None = None  # the release this one follows, when OUT does not hold it
+Options = RunConfig  # the name callers have used since the first release
 
 
 class _Session:
-    def __init__(self, opts: Options) -> None:
-        self.opts = opts
-        self.store = Store(opts.store).ensure()
-        self.executor: Executor = make_executor(opts.executor, opts.workers, opts.address)
-        self.pipeline = Pipeline(self.store, self.executor, opts.reporter or NullReporter())
-        self.pipeline.quality_floor = opts.quality_floor
-        self.pipeline.sign_key = Path(opts.sign_key) if opts.sign_key else None
-        self.pipeline.publish_records = opts.publish_records
-        self.pipeline.previous_manifest = Path(opts.previous_manifest) if opts.previous_manifest else None
+    """One command's hold on the store: the lock, the executor and a pipeline built from ``config``."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.store = Store(config.store).ensure()
+        self.executor: Executor = make_executor(config.executor, config.workers, config.address)
+        self.pipeline = Pipeline(self.store, self.executor, config)
         self._lock = self.store.lock()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:
-        o = self.opts
-        ds = open_dataset(self.store, list(dataset), o.url_column, o.caption_column, o.key_column)
-        ds.dihedral = o.dihedral
-        ds.max_pixels = o.max_pixels
-        return ds
+        return open_dataset(self.store, list(dataset), self.config)
 
     def __enter__(self) -> _Session:
         self._lock.__enter__()
@@ -155,9 +130,9 @@ def _scope(
 
 
 def index(
-    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: Options | None = None
+    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: RunConfig | None = None
 ) -> StageReport:
-    with _Session(opts or Options()) as s:
+    with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
         report = s.pipeline.index(ds, _scope(s.store, banks))
         s.pipeline.write_ledger("index")
@@ -165,9 +140,9 @@ def index(
 
 
 def match(
-    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: Options | None = None
+    dataset: Sequence[str], *, banks: Sequence[str] | None = None, opts: RunConfig | None = None
 ) -> dict[str, Any]:
-    with _Session(opts or Options()) as s:
+    with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
         infos = _scope(s.store, banks)
         if not infos:
@@ -187,20 +162,19 @@ def clean(
     *,
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
-    opts: Options | None = None,
-    allow_empty: bool = False,
+    opts: RunConfig | None = None,
 ) -> dict[str, Any]:
     """Index, match and write the cleaned release to ``out``; returns the summary written beside it."""
-    with _Session(opts or Options()) as s:
+    with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
-        infos = _scope(s.store, banks, lists, allow_empty, s.pipeline.reporter)
+        infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter)
         if not infos:
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
             )
         target = check_out_location(s.store, ds, Path(out))
         with folder_lock(target, "the output folder"):
-            summary = _stages(s, ds, infos, target, s.opts.cover)
+            summary = _stages(s, ds, infos, target, s.config.cover)
         s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
         return summary
 
@@ -227,8 +201,7 @@ def apply(
     *,
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
-    opts: Options | None = None,
-    allow_empty: bool = False,
+    opts: RunConfig | None = None,
 ) -> dict[str, Any]:
     """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
 
@@ -250,9 +223,9 @@ def apply(
             f"the release does not verify ({len(problems)} problem(s); run 'expunge verify' to list them)",
             release,
         )
-    with _Session(opts or Options()) as s:
+    with _Session(opts or RunConfig()) as s:
         if lists or banks:
-            infos = _scope(s.store, banks, lists, allow_empty, s.pipeline.reporter)
+            infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter)
         else:
             infos = [_keep_bank(s, release, man)]
         ds = s.dataset(derivative)
@@ -278,11 +251,11 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
     feature = "url:raw:sha256"
     probe = BankInfo("release-keep", "release_keep", "raw", "release", feature, 32)
     shards = [str(release / sh["name"]) for sh in man["shards"]]
-    rel = open_dataset(s.store, shards, s.opts.url_column, None, None)
+    rel = open_dataset(s.store, shards, RunConfig(url_column=s.config.url_column))
     s.pipeline.index(rel, [probe])
     parts = []
     for shard in rel.shards:
-        column = read_feature(s.pipeline._index_dir(rel, shard.name), feature)
+        column = read_feature(s.store.index_dir(rel.id, shard.name), feature)
         values, valid = fixed_to_numpy(column, 32)
         parts.append(values[valid])
     values = sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype="S32")
@@ -305,3 +278,133 @@ def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
             allow_empty=True,  # an empty release keeps nothing: the safe direction
         )
     return load_info(s.store, name)
+
+
+def bank(name: str, store: str | Path = DEFAULT_STORE) -> BankInfo:
+    """One bank's provenance and version history (``lists diff``); never its values."""
+    found = next((b for b in list_banks(store) if b.name == name), None)
+    if found is None:
+        raise ExpungeError(f"no bank named {name!r}", Path(store))
+    return found
+
+
+def verify(
+    release: str | Path,
+    *,
+    manifest: Path | None = None,
+    pubkey: Path | None = None,
+    lists: Sequence[str] = (),
+    workers: int | None = None,
+    min_sequence: int | None = None,
+    previous: Path | None = None,
+) -> list[str]:
+    """Every way ``release`` differs from what its manifest vouches for, one line each (empty: it
+    checks out). With ``lists``, a release that checks out is also matched afresh: no row may match."""
+    from expunge.release.verify import verify_release
+
+    release = Path(release)
+    problems = verify_release(release, manifest, pubkey, min_sequence=min_sequence, previous=previous)
+    if lists and not problems:
+        import tempfile
+
+        from expunge.release import manifest as mf
+
+        shards = mf.load(manifest or release / mf.MANIFEST).get("shards", [])
+        with tempfile.TemporaryDirectory(prefix="expunge-verify-") as tmp:
+            specs = [str(release / s["name"]) for s in shards]
+            config = RunConfig(store=Path(tmp) / "store", workers=workers)
+            found_rows = clean(specs, Path(tmp) / "out", lists=list(lists), opts=config)
+        for name, n in sorted(found_rows["removed_by_bank"].items()):
+            problems.append(f"{release}: {n} rows still match bank {name}")
+    return problems
+
+
+def diff_release(old: str | Path, new: str | Path) -> dict[str, Any]:
+    """The shards to fetch again between two releases (folders or their manifests): ``changed``
+    (SHA-256 differs), ``added``, ``removed``, each sorted, and how many are ``unchanged``."""
+    from expunge.release import manifest as mf
+
+    def shards(p: Path) -> dict[str, str]:
+        m = mf.load(p / mf.MANIFEST if p.is_dir() else p)
+        return {s["name"]: s["sha256"] for s in m["shards"]}
+
+    a, b = shards(Path(old)), shards(Path(new))
+    return {
+        "changed": sorted(n for n in a.keys() & b.keys() if a[n] != b[n]),
+        "added": sorted(b.keys() - a.keys()),
+        "removed": sorted(a.keys() - b.keys()),
+        "unchanged": len([n for n in a.keys() & b.keys() if a[n] == b[n]]),
+    }
+
+
+IMAGE_SIGNALS = ("pdq", "image_md5", "image_sha1", "image_sha256")
+
+
+@dataclass(frozen=True)
+class HashedImage:
+    """One image's list lines (threatexchange format) and the signals it could not give."""
+
+    path: Path
+    lines: list[str]
+    failures: list[str]  # one line each, naming the file; never image content
+
+
+def hash_files(
+    files: Sequence[str | Path],
+    *,
+    signals: Sequence[str] | None = None,
+    dihedral: bool = False,
+    max_pixels: int = MAX_PIXELS,
+) -> Iterator[HashedImage]:
+    """Hash image files into lines ``lists import`` reads (``pdq HEX QUALITY``, ``image_md5 HEX``).
+
+    One file at a time, in order, so a caller can print as it goes; an unreadable file stops the run
+    with an ExpungeError after the files before it.
+    """
+    from expunge.features.images import hash_image, pdq_to_hex
+
+    wanted = list(signals or ["pdq", "image_md5"])
+    for name in wanted:
+        if name not in IMAGE_SIGNALS:
+            raise ExpungeError(f"unknown image signal {name!r} ({', '.join(IMAGE_SIGNALS)})")
+    for path in map(Path, files):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ExpungeError(f"cannot read image ({exc.strerror})", path) from None
+        h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
+        lines: list[str] = []
+        failures: list[str] = []
+        for name in wanted:
+            if name == "pdq":
+                if h.pdq is None:
+                    failures.append(f"{path}: no PDQ ({h.error})")
+                    continue
+                lines.append(f"pdq {pdq_to_hex(h.pdq)} {h.quality}")
+                lines.extend(f"pdq {pdq_to_hex(extra)} {h.quality}" for extra in h.dihedral)
+            else:
+                digest = {"image_md5": h.md5, "image_sha1": h.sha1, "image_sha256": h.sha256}[name]
+                lines.append(f"{name} {digest.hex()}")
+        yield HashedImage(path, lines, failures)
+
+
+def report(release: str | Path, *, store: Path | None = None, out: Path | None = None) -> Path:
+    """Write a report of ``release`` with bank history and stage timings (counts only, no flagged
+    content) beside the release, never into it: the release's own files are all in its manifest."""
+    from expunge.release.report import write_report
+
+    release = Path(release)
+    if not (release / "summary.json").is_file():
+        raise ExpungeError("not a release folder (no summary.json)", release)
+    target = out or release.parent / f"{release.resolve().name}.report.html"
+    if release.resolve() in target.resolve().parents:
+        raise ExpungeError("write the report outside the release (its manifest lists every file)", target)
+    return write_report(release, store, path=target)
+
+
+def keygen(prefix: str | Path) -> tuple[Path, Path]:
+    """Make an Ed25519 key pair for signing release manifests: ``PREFIX.key`` (secret, 0600) and
+    ``PREFIX.pub`` (minisign's format); an existing file is never overwritten."""
+    from expunge.release.sign import keygen as _keygen
+
+    return _keygen(Path(prefix))

@@ -11,10 +11,18 @@ STORE/
   datasets/SLUG-ID/index/SHARD/FEATURE.parquet    per-row feature values
   datasets/SLUG-ID/findings/SHARD.parquet         matches (row, bank, version, signal, value, distance)
   datasets/SLUG-ID/findings/SHARD.state.json      which bank versions the findings reflect
+  datasets/SLUG-ID/cover.parquet                  the cover draw's threshold and rows already covered
+  datasets/SLUG-ID/private/OUT-TAG/               one release folder's private state (never in OUT):
+      shards/NAME.TAG.json / .removed.parquet     per-shard completion marker and removal records
+      removed.parquet                             every shard's removal records together
+      files.json                                  hashes of the published files, by stat
   runs/*.json                         ledger: one record per command run
   tmp/                                temporaries, renamed into place
 ```
 Nothing here holds a URL or caption in plaintext: banks and indexes hold digests only.
+
+Every path into the store is built by a method here, so a layout change (or a store elsewhere) is one
+module's business. Names are part of the on-disk format: a store written before must still be read.
 """
 
 from __future__ import annotations
@@ -30,6 +38,12 @@ from pathlib import Path
 
 from expunge import atomic
 from expunge.errors import ExpungeError
+
+BANK_FILE = "bank.json"  # a bank's commit point: it names the current values file
+LEGACY_VALUES = "values.parquet"  # the unversioned values file of stores written before bank.json named it
+DATASET_FILE = "dataset.json"
+COVER_FILE = "cover.parquet"
+PRIVATE_RECORDS = "removed.parquet"
 
 
 def _safe(name: str) -> str:
@@ -69,11 +83,26 @@ class Store:
     def bank_dir(self, name: str) -> Path:
         return self.root / "banks" / _safe(name)
 
+    def bank_file(self, name: str) -> Path:
+        return self.bank_dir(name) / BANK_FILE
+
+    def bank_deltas(self, name: str) -> Path:
+        return self.bank_dir(name) / "deltas"
+
+    def bank_delta(self, name: str, version: int, change: str) -> Path:
+        """The values a version ``added`` or ``removed``."""
+        return self.bank_deltas(name) / f"v{version:04d}.{change}.parquet"
+
+    @staticmethod
+    def bank_values_name(version: int) -> str:
+        """The values file of a version, relative to its bank (``bank.json`` records it)."""
+        return f"values-v{version:04d}.parquet"
+
     def bank_names(self) -> list[str]:
         base = self.root / "banks"
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if (p / "bank.json").is_file())
+        return sorted(p.name for p in base.iterdir() if (p / BANK_FILE).is_file())
 
     # datasets
     def dataset_dir(self, dataset_id: str) -> Path:
@@ -84,6 +113,55 @@ class Store:
         """File-system-safe, collision-free id for a shard's relative name."""
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
         return f"{_safe(Path(name).stem)[:40]}-{digest}"
+
+    def dataset_file(self, dataset_id: str) -> Path:
+        """The dataset model: shards, fingerprints, columns, what is indexed."""
+        return self.dataset_dir(dataset_id) / DATASET_FILE
+
+    def index_dir(self, dataset_id: str, shard: str) -> Path:
+        return self.dataset_dir(dataset_id) / "index" / self.shard_id(shard)
+
+    def findings(self, dataset_id: str, shard: str) -> tuple[Path, Path]:
+        """A shard's findings and the state file saying which bank versions they reflect."""
+        base = self.dataset_dir(dataset_id) / "findings" / self.shard_id(shard)
+        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+
+    def cover_state(self, dataset_id: str) -> Path:
+        return self.dataset_dir(dataset_id) / COVER_FILE
+
+    def private_dir(self, dataset_id: str, out: Path) -> Path:
+        """Where one release folder's markers and per-row records live (never in OUT itself): keyed by
+        the folder's resolved path."""
+        tag = hashlib.sha256(str(out.resolve()).encode("utf-8")).hexdigest()[:16]
+        return self.dataset_dir(dataset_id) / "private" / tag
+
+    @staticmethod
+    def private_shards(private: Path) -> Path:
+        return private / "shards"
+
+    @staticmethod
+    def clean_marker(private: Path, shard: str) -> tuple[Path, Path]:
+        """A shard's completion marker and removal records in a release's private folder."""
+        tag = hashlib.sha256(shard.encode("utf-8")).hexdigest()[:12]
+        base = f"{Path(shard).name}.{tag}"
+        shards = Store.private_shards(private)
+        return shards / f"{base}.json", shards / f"{base}.removed.parquet"
+
+    @staticmethod
+    def private_records(private: Path) -> Path:
+        return private / PRIVATE_RECORDS
+
+    @staticmethod
+    def files_cache(private: Path) -> Path:
+        return private / "files.json"
+
+    # run ledger
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run_record(self, stamp: str, command: str) -> Path:
+        return self.runs / f"{stamp}-{command}.json"
 
 
 @contextlib.contextmanager

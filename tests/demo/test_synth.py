@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expunge.synth import (
+from expunge.demo.synth import (
     HEADER_COMMENT,
     LIST_NAMES,
     SCHEMA,

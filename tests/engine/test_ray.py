@@ -36,7 +36,7 @@ def _clean(ds_root: Path, lists: list[str], tmp: Path, out: str, executor: str) 
 
 
 def test_ray_output_is_byte_identical_to_local(local_ray: object, tmp_path: Path) -> None:
-    from expunge.synth_images import generate_image_dataset, write_image_lists
+    from expunge.demo.synth_images import generate_image_dataset, write_image_lists
 
     ds = build_small_dataset(tmp_path / "urls")
     url_lists = [f"{ds.lists['iwf']}:url_md5", f"{ds.lists['c3p']}:url_sha1:canonical"]

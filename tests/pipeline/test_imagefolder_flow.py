@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import api
+from expunge.demo.synth_images import _image, _jpeg
 from expunge.features.images import hash_image, pdq_to_hex
-from expunge.synth_images import _image, _jpeg
 
 
 def _build(root: Path, with_meta: bool) -> tuple[set[tuple[str, str]], Path]:

@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from expunge import api
+from expunge.demo.synth_images import _image, _jpeg
 from expunge.errors import ExpungeError
 from expunge.features.images import hash_image, pdq_to_hex
 from expunge.formats.tar_scan import sample_keys
 from expunge.release.verify import verify_release
-from expunge.demo.synth_images import _image, _jpeg
 
 KEYS = [f"{i:09d}" for i in range(6)]
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from expunge import api
-from expunge.formats.tar_scan import sample_keys
 from expunge.demo.synth_images import SynthImages, generate_image_dataset, write_image_lists
+from expunge.formats.tar_scan import sample_keys
 from tests.cli.test_app import AUDIT
 from tests.conftest import tree_bytes
 

@@ -93,7 +93,7 @@ def test_sigkill_at_any_point_then_rerun_is_byte_identical(tmp_path: Path) -> No
 
 @pytest.mark.timeout(900)
 def test_sigkill_on_image_shards_then_rerun_is_byte_identical(tmp_path: Path) -> None:
-    from expunge.synth_images import generate_image_dataset, write_image_lists
+    from expunge.demo.synth_images import generate_image_dataset, write_image_lists
 
     ds = generate_image_dataset(tmp_path / "data", samples=1_200, shards=4, listed=8)
     lists = write_image_lists(ds, tmp_path / "lists", listed=8)

@@ -164,7 +164,7 @@ def test_replaced_embeddings_fail(tmp_path: Path) -> None:
 
 
 def test_tar_release_stats_and_extra_parquet_fail(tmp_path: Path) -> None:
-    from expunge.synth_images import generate_image_dataset, write_image_lists
+    from expunge.demo.synth_images import generate_image_dataset, write_image_lists
 
     ds = generate_image_dataset(tmp_path / "data", samples=60, shards=2, listed=4)
     lists = write_image_lists(ds, tmp_path / "lists", listed=4)
@@ -277,8 +277,8 @@ def test_a_symlinked_folder_fails(small_ds: SmallDataset, tmp_path: Path) -> Non
 
 
 def test_an_image_kept_before_and_flagged_now_leaves_the_folder(tmp_path: Path) -> None:
+    from expunge.demo.synth_images import _image, _jpeg
     from expunge.features.images import hash_image, pdq_to_hex
-    from expunge.synth_images import _image, _jpeg
 
     folder = tmp_path / "images" / "a"
     for sub in ("a", "b"):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expunge import api, synth
+from expunge import api
+from expunge.config import DEFAULT_STORE
+from expunge.demo import synth
 from expunge.errors import ExpungeError
 from expunge.progress import NullReporter, Reporter
 
@@ -82,7 +84,7 @@ def run_demo(
     lists = synth.write_lists(ds, workdir / "lists")
     times["generate"] = time.perf_counter() - t
 
-    store = workdir / ".expunge"
+    store = workdir / DEFAULT_STORE
     t = time.perf_counter()
     for name, path in lists.items():
         signal, recipe, source = DEMO_LISTS[name]
@@ -114,7 +116,7 @@ def _image_part(
     """img2dataset-style tar shards with planted exact, re-encoded, resized and cropped copies."""
     import pyarrow.parquet as pq
 
-    from expunge.synth_images import generate_image_dataset, write_image_lists
+    from expunge.demo.synth_images import generate_image_dataset, write_image_lists
 
     ds = generate_image_dataset(workdir / "images", samples=samples, shards=4)
     lists = write_image_lists(ds, workdir / "lists")

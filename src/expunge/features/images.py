@@ -37,6 +37,8 @@ import numpy.typing as npt
 import pdqhash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from expunge.config import MAX_PIXELS
+
 RGBArray = npt.NDArray[np.uint8]
 
 REASONS: Final = (
@@ -57,7 +59,7 @@ _MESSAGES: Final = {
 
 #: Pillow's own default hard limit: twice ``Image.MAX_IMAGE_PIXELS`` (89,478,485), about 179 megapixels.
 #: Pillow refuses larger images outright and only *warns* above ``MAX_IMAGE_PIXELS``.
-DEFAULT_MAX_PIXELS: Final = 178_956_970
+DEFAULT_MAX_PIXELS: Final = MAX_PIXELS
 
 #: Formats Pillow may try. Untrusted bytes should reach only the decoders datasets actually need:
 #: Pillow would otherwise also try EPS (which runs Ghostscript in a subprocess), fonts, WMF and a

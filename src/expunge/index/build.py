@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.config import MAX_PIXELS
 from expunge.errors import ExpungeError
 from expunge.features.url import QUARANTINE_REASONS, UrlBatch
 from expunge.formats import Shard, imagefolder, tar_scan, webdataset
@@ -55,7 +56,7 @@ class IndexTask:
     folder_path: str | None = None  # plain image folder
     key_column: str | None = None  # links tar samples to metadata rows
     dihedral: bool = False
-    max_pixels: int = 178_956_970
+    max_pixels: int = MAX_PIXELS
 
 
 @dataclass

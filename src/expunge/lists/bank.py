@@ -28,7 +28,7 @@ from expunge.errors import ExpungeError
 from expunge.lists.readers import detect_format, hex_digests, read_tokens
 from expunge.matchers.exact import SortedSet
 from expunge.signals import SIGNALS, get_signal
-from expunge.store import Store
+from expunge.store import BANK_FILE, LEGACY_VALUES, Store
 
 
 @dataclass
@@ -67,14 +67,13 @@ class BankInfo:
         }
 
 
-BANK_JSON = "bank.json"
-LEGACY_VALUES = "values.parquet"  # the unversioned values file of stores written before bank.json named it
+BANK_JSON = BANK_FILE
 _DELTA = re.compile(r"^v(\d+)\.(added|removed)\.parquet$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 
 
 def load_info(store: Store, name: str) -> BankInfo:
-    path = store.bank_dir(name) / BANK_JSON
+    path = store.bank_file(name)
     if not path.is_file():
         raise ExpungeError(f"no bank named {name!r} in the store (see 'expunge lists ls')", store.root)
     data = atomic.read_json(path)
@@ -82,7 +81,7 @@ def load_info(store: Store, name: str) -> BankInfo:
 
 
 def _save_info(store: Store, info: BankInfo) -> None:
-    atomic.write_json(store.bank_dir(info.name) / BANK_JSON, info.__dict__, store.tmp)
+    atomic.write_json(store.bank_file(info.name), info.__dict__, store.tmp)
 
 
 def _values_file(bank_dir: Path, entry: dict[str, Any]) -> Path:
@@ -214,13 +213,14 @@ def _empty_error(path: Path) -> ExpungeError:
     )
 
 
-def _collect_garbage(bdir: Path, info: BankInfo) -> None:
+def _collect_garbage(store: Store, info: BankInfo) -> None:
     """After a commit: files no version of ``bank.json`` can reach (older values, dead imports' deltas)."""
+    bdir = store.bank_dir(info.name)
     keep = _values_file(bdir, info.versions[-1]).name
     for p in bdir.glob("values*.parquet"):
         if p.name != keep:
             p.unlink(missing_ok=True)
-    deltas = bdir / "deltas"
+    deltas = store.bank_deltas(info.name)
     if deltas.is_dir():
         for p in deltas.iterdir():
             m = _DELTA.match(p.name)
@@ -256,7 +256,7 @@ def import_list(
     origin = _origin(path)
     name, note = _resolve_name(store, path, name, origin)
     file_sha = _file_sha256(path)
-    if (store.bank_dir(name) / BANK_JSON).is_file():
+    if store.bank_file(name).is_file():
         # Re-importing the file a bank was last built from, read the same way, changes nothing: skip
         # the parse. A recipe left out means the signal's default, not whatever the bank holds, and
         # another --format or --column reads other values from the same bytes.
@@ -273,7 +273,7 @@ def import_list(
         if last.get("file_sha256") == file_sha and same_threshold and same_kind and same_read:
             if known.count == 0 and not allow_empty:
                 raise _empty_error(path)
-            _collect_garbage(store.bank_dir(name), known)  # what a run killed after its commit left
+            _collect_garbage(store, known)  # what a run killed after its commit left
             return ImportResult(known.name, known.version, known.count, 0, 0, True)
     parsed = read_tokens(path, fmt, column)
     if signal is None:
@@ -332,13 +332,13 @@ def import_list(
     removed = np.setdiff1d(old, new, assume_unique=True)
     # Only the values decide: the same bytes read with another --column or --format are other values.
     if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
-        _collect_garbage(bdir, info)
+        _collect_garbage(store, info)
         return ImportResult(name, info.version, info.count, 0, 0, True)
     version = info.version + 1
     # Every file of the new version first, under names no committed version uses; bank.json last.
-    values_file = f"values-v{version:04d}.parquet"
-    _write_values(bdir / "deltas" / f"v{version:04d}.added.parquet", added, st.width, store)
-    _write_values(bdir / "deltas" / f"v{version:04d}.removed.parquet", removed, st.width, store)
+    values_file = Store.bank_values_name(version)
+    _write_values(store.bank_delta(name, version, "added"), added, st.width, store)
+    _write_values(store.bank_delta(name, version, "removed"), removed, st.width, store)
     _write_values(bdir / values_file, new, st.width, store)
     if source:
         info.source = source
@@ -364,7 +364,7 @@ def import_list(
         }
     )
     _save_info(store, info)  # the commit
-    _collect_garbage(bdir, info)
+    _collect_garbage(store, info)
     return ImportResult(name, version, len(new), len(added), len(removed), False, note)
 
 
@@ -401,8 +401,7 @@ def added_since(store: Store, name: str, since: int, width: int) -> np.ndarray:
     """Values added after version ``since`` (net of later removals is the caller's business)."""
     info = load_info(store, name)
     parts = [
-        read_values(store.bank_dir(name) / "deltas" / f"v{v:04d}.added.parquet", width)
-        for v in range(since + 1, info.version + 1)
+        read_values(store.bank_delta(name, v, "added"), width) for v in range(since + 1, info.version + 1)
     ]
     if not parts:
         return np.empty(0, dtype=f"S{width}")

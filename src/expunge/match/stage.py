@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.config import QUALITY_FLOOR
 from expunge.errors import ExpungeError
 from expunge.index.build import read_feature, read_quarantine
 from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
@@ -57,7 +58,7 @@ class MatchTask:
     findings_path: str
     state_path: str
     banks: tuple[BankRef, ...]
-    quality_floor: int = 50  # PDQ hashes below this quality are counted, never matched
+    quality_floor: int = QUALITY_FLOOR  # PDQ hashes below this quality are counted, never matched
     dihedral: bool = False  # also match the 7 other orientations' PDQ hashes
 
 

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.config import QUALITY_FLOOR
 from expunge.errors import StaleShardError
 from expunge.features.digest import as_binary
 from expunge.features.url import QUARANTINE_REASONS
@@ -33,6 +34,7 @@ from expunge.formats.imagefolder import write_folder
 from expunge.formats.tar_rewrite import rewrite_tar
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
+from expunge.store import Store
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -70,7 +72,7 @@ class CleanTask:
     key_column: str | None = None
     url_scope: bool = True  # URL lists in use: rows whose URL cannot be checked are quarantined
     image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
-    quality_floor: int = 50
+    quality_floor: int = QUALITY_FLOOR
     cover_rows: tuple[int, ...] = ()  # extra rows removed to hide the flagged ones (release.cover)
     dataset_root: str | None = None  # where aligned embedding files are looked for
     out_root: str | None = None  # the release folder
@@ -97,9 +99,7 @@ class CleanResult:
 
 def marker_paths(state_dir: Path, shard_name: str) -> tuple[Path, Path]:
     """A shard's completion marker and removal records in the release's state folder."""
-    tag = hashlib.sha256(shard_name.encode("utf-8")).hexdigest()[:12]
-    base = f"{Path(shard_name).name}.{tag}"
-    return state_dir / "shards" / f"{base}.json", state_dir / "shards" / f"{base}.removed.parquet"
+    return Store.clean_marker(state_dir, shard_name)
 
 
 def keyed_hash(values: list[bytes | None], key: bytes) -> list[bytes | None]:

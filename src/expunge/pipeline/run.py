@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import __version__, atomic
+from expunge.config import MAX_PIXELS, RunConfig
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
 from expunge.formats import Shard, discover, imagefolder
@@ -46,7 +47,6 @@ from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
 from expunge.release import manifest as release_manifest
 from expunge.release import sign as release_sign
-from expunge.release.cover import STATE_FILE as COVER_STATE
 from expunge.release.cover import CoverPlan, ShardCandidates, load_state, plan_cover, save_state
 from expunge.release.croissant import croissant, dataset_card, parquet_columns
 from expunge.release.croissant import dumps as croissant_dumps
@@ -79,20 +79,17 @@ class Dataset:
     state: dict[str, Any] = field(default_factory=dict)  # shard name → fingerprint, rows, features
     kind: str = "parquet"  # "parquet" | "webdataset"
     dihedral: bool = False  # index the 8 PDQ orientations of every image
-    max_pixels: int = 178_956_970  # images larger than this are quarantined as decompression bombs
+    max_pixels: int = MAX_PIXELS  # images larger than this are quarantined as decompression bombs
 
     @property
     def dir_name(self) -> str:
         return self.id
 
 
-def open_dataset(
-    store: Store,
-    specs: list[str],
-    url_column: str | None = None,
-    caption_column: str | None = None,
-    key_column: str | None = None,
-) -> Dataset:
+def open_dataset(store: Store, specs: list[str], config: RunConfig | None = None) -> Dataset:
+    """The dataset at ``specs`` with the columns, image options and store state ``config`` implies."""
+    config = config or RunConfig()
+    url_column, caption_column, key_column = config.url_column, config.caption_column, config.key_column
     store.ensure()
     root, shards, kind = discover(specs)
     with_meta = next((s.path for s in shards if s.path), None)
@@ -112,14 +109,14 @@ def open_dataset(
             with_meta, url_column, caption_column, key_column, require_url=kind == "parquet"
         )
     ds_id = dataset_id(root)
-    path = store.dataset_dir(ds_id) / "dataset.json"
+    path = store.dataset_file(ds_id)
     state: dict[str, Any] = {}
     if path.is_file():
         saved = atomic.read_json(path)
         # An index written by an older layout (say, first-image-only image rows) is rebuilt in full.
         if saved.get("columns", {}).get("url") == columns.url and saved.get("index_format") == INDEX_FORMAT:
             state = saved.get("shards", {})
-    return Dataset(ds_id, root, list(specs), shards, columns, state, kind)
+    return Dataset(ds_id, root, list(specs), shards, columns, state, kind, config.dihedral, config.max_pixels)
 
 
 def _save_dataset(store: Store, ds: Dataset) -> None:
@@ -131,7 +128,7 @@ def _save_dataset(store: Store, ds: Dataset) -> None:
         "columns": asdict(ds.columns),
         "shards": {s.name: ds.state[s.name] for s in ds.shards if s.name in ds.state},
     }
-    atomic.write_json(store.dataset_dir(ds.id) / "dataset.json", data, store.tmp)
+    atomic.write_json(store.dataset_file(ds.id), data, store.tmp)
 
 
 def bank_infos(store: Store, names: list[str] | None) -> list[BankInfo]:
@@ -149,22 +146,18 @@ class StageReport:
 
 
 class Pipeline:
-    def __init__(self, store: Store, executor: Executor, reporter: Reporter | None = None) -> None:
+    def __init__(self, store: Store, executor: Executor, config: RunConfig | None = None) -> None:
         self.store = store.ensure()
         self.executor = executor
-        self.reporter = reporter or NullReporter()
+        self.config = config or RunConfig()
+        self.reporter: Reporter = self.config.reporter or NullReporter()
         self.ledger: list[dict[str, Any]] = []
-        self.quality_floor = 50  # PDQ hashes below this quality are counted, never matched
-        self.sign_key: Path | None = None  # sign MANIFEST.json with this Ed25519 key
-        self.publish_records = False  # put removed.parquet (which rows went, and why) in the release
-        self.previous_manifest: Path | None = None  # the release this one follows, if not the one in OUT
 
     def _index_dir(self, ds: Dataset, shard: str) -> Path:
-        return self.store.dataset_dir(ds.id) / "index" / Store.shard_id(shard)
+        return self.store.index_dir(ds.id, shard)
 
     def _findings(self, ds: Dataset, shard: str) -> tuple[Path, Path]:
-        base = self.store.dataset_dir(ds.id) / "findings" / Store.shard_id(shard)
-        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+        return self.store.findings(ds.id, shard)
 
     # -- index ---------------------------------------------------------------------------------------
     def index(self, ds: Dataset, banks: list[BankInfo]) -> StageReport:
@@ -292,7 +285,7 @@ class Pipeline:
                     str(findings),
                     str(state),
                     refs,
-                    quality_floor=self.quality_floor,
+                    quality_floor=self.config.quality_floor,
                     dihedral=ds.dihedral,
                 )
             )
@@ -331,13 +324,13 @@ class Pipeline:
     def clean(self, ds: Dataset, banks: list[BankInfo], out: Path, cover: int = 0) -> dict[str, Any]:
         started = time.perf_counter()
         out = check_out_location(self.store, ds, out)
-        if cover and self.publish_records:
+        if cover and self.config.publish_records:
             raise ExpungeError("--publish-records would name the rows that --cover hides: choose one", out)
         # Per-row records and completion markers never enter the release: they stay in the store, in a
         # folder keyed by the resolved output path. OUT holds published files only.
         state_dir = self.state_dir(ds, out)
-        _check_out(ds, out, resuming=(state_dir / "shards").is_dir())
-        (state_dir / "shards").mkdir(parents=True, exist_ok=True)
+        _check_out(ds, out, resuming=Store.private_shards(state_dir).is_dir())
+        Store.private_shards(state_dir).mkdir(parents=True, exist_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         # Temporaries for OUT on OUT's filesystem (a rename cannot cross devices); those for the store
         # go to the store's tmp/ (atomic.py falls back per destination when a folder is elsewhere).
@@ -371,7 +364,7 @@ class Pipeline:
                     key_column=ds.columns.key,
                     url_scope=url_scope,
                     image_scope=image_scope,
-                    quality_floor=self.quality_floor,
+                    quality_floor=self.config.quality_floor,
                     cover_rows=tuple(plan.rows[shard.name]) if plan else (),
                     dataset_root=ds.root,
                     out_root=str(out),
@@ -387,13 +380,14 @@ class Pipeline:
         records, outputs = self._records(state_dir, tasks, results)
         ordered = [results[s.name] for s in ds.shards]
         previous = self._previous_manifests(out)
-        published = set(outputs) | set(RELEASE_FILES) | ({RECORDS} if self.publish_records else set())
-        _sweep(out, published, previous, signing=self.sign_key is not None)
-        atomic.write_bytes(state_dir / RECORDS, _parquet_bytes(records), self.store.tmp)
-        if self.publish_records:
+        publish_records = self.config.publish_records
+        published = set(outputs) | set(RELEASE_FILES) | ({RECORDS} if publish_records else set())
+        _sweep(out, published, previous, signing=self.config.sign_key is not None)
+        atomic.write_bytes(Store.private_records(state_dir), _parquet_bytes(records), self.store.tmp)
+        if self.config.publish_records:
             atomic.write_bytes(out / RECORDS, _parquet_bytes(records), tmp_dir)
         summary = _summary(ds, banks, ordered)
-        summary["records"] = RECORDS_PUBLISHED if self.publish_records else RECORDS_PRIVATE
+        summary["records"] = RECORDS_PUBLISHED if self.config.publish_records else RECORDS_PRIVATE
         if plan is not None:
             summary["cover"] = plan.public()
         elif summary["rows_removed"]:
@@ -416,7 +410,7 @@ class Pipeline:
             timings=False,
             tmp_dir=tmp_dir,
             manifest=manifest,
-            signed=self.sign_key is not None,
+            signed=self.config.sign_key is not None,
         )
         columns = parquet_columns(ds.shards[0].path) if ds.shards and ds.shards[0].path else None
         name = Path(ds.root).name
@@ -431,15 +425,15 @@ class Pipeline:
         manifest["release"] = release_manifest.next_release(manifest, previous)
         data = release_manifest.dumps(manifest)
         atomic.write_bytes(out / release_manifest.MANIFEST, data, tmp_dir)
-        if self.sign_key is not None:
+        if self.config.sign_key is not None:
             comment = (
                 f"expunge release sequence={manifest['release']['sequence']} "
                 f"files_root={manifest['files_root']} merkle_root={manifest['merkle_root']}"
             )
-            sig = release_sign.sign(data, self.sign_key, comment)
+            sig = release_sign.sign(data, self.config.sign_key, comment)
             atomic.write_bytes(out / release_manifest.SIGNATURE, sig, tmp_dir)
         if plan is not None:  # last: a run that dies before this point redraws the same cover
-            save_state(self.store.dataset_dir(ds.id) / COVER_STATE, plan.state, self.store.tmp)
+            save_state(self.store.cover_state(ds.id), plan.state, self.store.tmp)
         if tmp_dir != self.store.tmp:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         report = StageReport(
@@ -454,8 +448,7 @@ class Pipeline:
 
     def state_dir(self, ds: Dataset, out: Path) -> Path:
         """Where the store keeps one release folder's markers and per-row records (never in OUT)."""
-        tag = hashlib.sha256(str(out.resolve()).encode("utf-8")).hexdigest()[:16]
-        return self.store.dataset_dir(ds.id) / "private" / tag
+        return self.store.private_dir(ds.id, out)
 
     def _records(
         self, state_dir: Path, tasks: list[CleanTask], results: dict[str, CleanResult]
@@ -490,7 +483,7 @@ class Pipeline:
         """The manifests this release may follow: the one in OUT (read before anything replaces it)
         and ``--previous``. An unreadable one is refused: the sequence must never restart silently."""
         found = []
-        for path in (out / release_manifest.MANIFEST, self.previous_manifest):
+        for path in (out / release_manifest.MANIFEST, self.config.previous_manifest):
             if path is None or (path == out / release_manifest.MANIFEST and not path.is_file()):
                 continue
             man = release_manifest.load(path)
@@ -512,7 +505,7 @@ class Pipeline:
             raise ExpungeError(
                 "a file that is not part of the release appeared in the output folder", out / stray[0]
             )
-        cache_path = state_dir / "files.json"
+        cache_path = Store.files_cache(state_dir)
         cache: dict[str, Any] = atomic.read_json(cache_path) if cache_path.is_file() else {}
         stats: dict[str, list[int]] = {}
         entries: dict[str, dict[str, Any]] = {}
@@ -575,14 +568,14 @@ class Pipeline:
                 )
                 dead = np.setdiff1d(np.flatnonzero(status != "success"), np.union1d(flagged, quarantined))
             shards[shard.name] = ShardCandidates(len(q), flagged, quarantined, dead)
-        previous = load_state(self.store.dataset_dir(ds.id) / COVER_STATE)
+        previous = load_state(self.store.cover_state(ds.id))
         return plan_cover(k, shards, key, ds.id, previous)
 
     def write_ledger(self, command: str, extra: dict[str, Any] | None = None) -> Path:
         """One record per command: what ran, how long each stage took (timings live here, not in the
         release, so the release stays byte-identical across reruns)."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        path = self.store.root / "runs" / f"{stamp}-{command}.json"
+        path = self.store.run_record(stamp, command)
         atomic.write_json(
             path,
             {"command": command, "tool": __version__, "stages": self.ledger, **(extra or {})},
@@ -611,7 +604,7 @@ def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
 def _drop_stale_shards(state_dir: Path, out: Path, current: set[str]) -> None:
     """A shard that left the dataset since an earlier run into the same folder leaves the release too,
     with every file it had put there (its records list them)."""
-    for marker in sorted((state_dir / "shards").glob("*.json")):
+    for marker in sorted(Store.private_shards(state_dir).glob("*.json")):
         shard = atomic.read_json(marker).get("shard")
         if not isinstance(shard, str) or shard in current:
             continue

@@ -35,7 +35,6 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.errors import ExpungeError
 
-STATE_FILE = "cover.parquet"  # in the store's dataset folder: threshold + flagged rows already covered
 _STATE_FORMAT = b"expunge-cover/1"
 
 

@@ -189,7 +189,7 @@ def _bank_versions(store: Path, banks: list[dict[str, Any]]) -> str:
     rows: list[_Row] = []
     for bank in sorted(banks, key=lambda b: str(b.get("name", ""))):
         name = str(bank.get("name", ""))
-        meta = _read_json(st.bank_dir(name) / "bank.json")
+        meta = _read_json(st.bank_file(name))
         if not isinstance(meta, dict):
             continue
         for v in meta.get("versions", []):
@@ -212,7 +212,7 @@ def _newest_ledger(store: Path, release: Path) -> tuple[str, dict[str, Any]] | N
     Ledger names start with a UTC timestamp, so name order is time order. A store is shared by many
     releases, so the newest ledger overall may well belong to another one.
     """
-    runs = store / "runs"
+    runs = Store(store).runs
     if not runs.is_dir():
         return None
     ledgers: list[tuple[str, dict[str, Any]]] = []
