@@ -12,7 +12,8 @@ import threading
 import duckdb
 import pyarrow as pa
 
-WIDTHS = {"md5": 16, "sha1": 20, "sha256": 32}
+from expunge.features.base import WIDTHS
+
 _local = threading.local()
 
 

@@ -1,7 +1,7 @@
 """Index features: the values each row yields for matching, computed batch-wise over Arrow.
 
-A feature name is ``KIND:RECIPE:ALGO`` for URL digests (``url:canonical:sha1``) and ``KIND:ALGO`` for
-multi-valued ones (``url_expr:sha256``, ``domain:sha256``). The row's quarantine code is computed
+Features are named as :mod:`expunge.features.base` parses them: ``url:canonical:sha1`` (one digest per
+row), ``url_expr:sha256`` and ``domain:sha256`` (a list per row). The row's quarantine code is computed
 alongside: a row that cannot be checked against every list is never silently kept.
 """
 
@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from expunge.features.base import Feature, parse_feature
 from expunge.features.digest import as_binary, digest_array
 from expunge.features.urlcanon import canonicalize_array, expressions, host_suffixes, stripped_array
-from expunge.signals import feature_width
 
 Q_OK = 0
 Q_NULL = 1
@@ -109,26 +109,24 @@ class UrlBatch:
             return self.canonical
         raise KeyError(f"unknown URL recipe {name!r}")
 
-    def feature(self, feature: str) -> pa.Array:
+    def feature(self, name: str | Feature) -> pa.Array:
         """The feature column for this batch (null where the row yields no value)."""
-        parts = feature.split(":")
-        if parts[0] == "url":
-            return digest_array(self.recipe(parts[1]), parts[2])
-        if parts[0] == "url_expr":
-            return _multi(self.canonical, expressions, feature)
-        if parts[0] == "domain":
-            return _multi(self.canonical, host_suffixes, feature)
-        raise KeyError(f"unknown feature {feature!r}")
+        f = parse_feature(name) if isinstance(name, str) else name
+        if f.kind == "url":
+            return digest_array(self.recipe(str(f.recipe)), f.algo)
+        if f.kind == "url_expr":
+            return _multi(self.canonical, expressions, f)
+        if f.kind == "domain":
+            return _multi(self.canonical, host_suffixes, f)
+        raise KeyError(f"unknown URL feature {f.name!r}")
 
 
-def _multi(canonical: pa.Array, expand: Callable[[bytes], list[bytes]], feature: str) -> pa.Array:
+def _multi(canonical: pa.Array, expand: Callable[[bytes], list[bytes]], f: Feature) -> pa.Array:
     """Digest every expansion of each canonical URL (Safe Browsing expressions, host suffixes)."""
-    width = feature_width(feature)
-    algo = feature.rsplit(":", 1)[1]
     out: list[list[bytes] | None] = []
     for value in canonical.to_pylist():
         if value is None:
             out.append(None)
             continue
-        out.append([hashlib.new(algo, e).digest() for e in expand(value)])
-    return pa.array(out, type=pa.list_(pa.binary(width)))
+        out.append([hashlib.new(f.algo, e).digest() for e in expand(value)])
+    return pa.array(out, type=pa.list_(pa.binary(f.width)))

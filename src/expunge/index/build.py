@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.config import MAX_PIXELS
 from expunge.errors import ExpungeError
+from expunge.features.base import parse_feature
 from expunge.features.url import QUARANTINE_REASONS, UrlBatch
 from expunge.formats import Shard, imagefolder, tar_scan, webdataset
 from expunge.formats import parquet as pqfmt
-from expunge.signals import feature_is_image, feature_width
 
 ROWS_FILE = "rows.parquet"
 SAMPLES_FILE = "samples.parquet"
@@ -38,7 +38,7 @@ INDEX_FORMAT = 2
 
 
 def feature_file(feature: str) -> str:
-    return feature.replace(":", "_") + ".parquet"
+    return parse_feature(feature).file
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def index_shard(task: IndexTask) -> IndexResult:
     out_dir = Path(task.index_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(task.tmp_dir)
-    url_features = tuple(f for f in features if not feature_is_image(f))
-    image_features = tuple(f for f in features if feature_is_image(f))
+    url_features = tuple(f for f in features if not parse_feature(f).is_image)
+    image_features = tuple(f for f in features if parse_feature(f).is_image)
     result = IndexResult(task.shard_name, size, mtime, sha, -1, list(features))
     orphans = 0
     has_images = bool(task.tar_path or task.folder_path)
@@ -247,12 +247,9 @@ def _index_urls(
 
 
 def _feature_type(name: str, features: tuple[str, ...]) -> pa.DataType:
-    from expunge.signals import feature_is_multi
-
-    for f in features:
-        if feature_file(f) == name:
-            width = feature_width(f)
-            return pa.list_(pa.binary(width)) if feature_is_multi(f) else pa.binary(width)
+    for f in map(parse_feature, features):
+        if f.file == name:
+            return pa.list_(pa.binary(f.width)) if f.multi else pa.binary(f.width)
     raise KeyError(name)
 
 

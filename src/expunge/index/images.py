@@ -26,15 +26,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge.errors import ExpungeError
+from expunge.features import base as features
+from expunge.features.base import IMAGES_FILE as IMAGES_FILE
 from expunge.formats import imagefolder, tar_scan
 from expunge.formats.members import is_companion, is_image_ext
 
 if TYPE_CHECKING:
     from expunge.features.images import ImageHashes
 
-IMAGES_FILE = "images.parquet"
-IMAGE_FEATURES = ("image:md5", "image:sha1", "image:sha256", "image:pdq")
-DIHEDRAL_FEATURE = "image:pdq8"
+IMAGE_FEATURES = tuple(f.name for f in features.IMAGE_FEATURES)
+DIHEDRAL_FEATURE = features.DIHEDRAL.name
 
 SCHEMA = pa.schema(
     [
@@ -51,7 +52,6 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-COLUMN_OF_FEATURE = {"image:md5": "md5", "image:sha1": "sha1", "image:sha256": "sha256", "image:pdq": "pdq"}
 
 #: ``(sample index or -1, sample key or None, extension, bytes)``, as the formats' ``iter_data`` yield them.
 MemberData = tuple[int, str | None, str, bytes]

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.lists.readers import detect_format, hex_digests, read_tokens
+from expunge.lists.readers import detect_format, read_tokens
 from expunge.matchers.exact import SortedSet
 from expunge.signals import SIGNALS, get_signal
 from expunge.store import BANK_FILE, LEGACY_VALUES, Store
@@ -69,7 +69,6 @@ class BankInfo:
 
 BANK_JSON = BANK_FILE
 _DELTA = re.compile(r"^v(\d+)\.(added|removed)\.parquet$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 
 
 def load_info(store: Store, name: str) -> BankInfo:
@@ -96,11 +95,6 @@ def values_path(bank_dir: Path, version: int) -> Path:
         if int(entry["version"]) == version:
             return _values_file(bank_dir, entry)
     raise ExpungeError(f"bank version {version} is not in bank.json", bank_dir)
-
-
-def _sorted_unique(values: list[bytes], width: int) -> np.ndarray:
-    arr = np.array(values, dtype=f"S{width}") if values else np.empty(0, dtype=f"S{width}")
-    return sorted_unique(arr)
 
 
 def _file_sha256(path: Path) -> str:
@@ -264,7 +258,7 @@ def import_list(
         last = known.versions[-1] if known.versions else {}
         same_threshold = threshold is None or threshold == known.threshold
         kind = SIGNALS.get(signal or known.signal)
-        want_recipe = recipe or (kind.recipes[0] if kind is not None else None)
+        want_recipe = recipe or (kind.default_recipe if kind is not None else None)
         same_kind = signal in (None, known.signal) and want_recipe == known.recipe
         same_read = (
             last.get("format") == (detect_format(path) if fmt == "auto" else fmt)
@@ -287,25 +281,12 @@ def import_list(
     if signal not in SIGNALS:
         raise ExpungeError(f"unknown signal type {signal!r} (known: {', '.join(SIGNALS)})", path)
     st = get_signal(signal)
-    recipe = recipe or st.recipes[0]
+    recipe = recipe or st.default_recipe
     if recipe not in st.recipes:
         raise ExpungeError(
             f"recipe {recipe!r} does not apply to {signal} (use {' / '.join(st.recipes)})", path
         )
-    if st.plaintext:  # URLs and domains: canonicalised one by one (such lists are short)
-        values: list[bytes] = []
-        for line, token in zip(parsed.lines.tolist(), parsed.tokens.to_pylist(), strict=True):
-            if _CONTROL.search(token):
-                # Canonicalisation would escape or drop it and hash a value no one listed; a NUL or a
-                # lone CR (old Mac line ends: many URLs on one line) means a file that is not a list.
-                raise ExpungeError("control character in a plaintext value", path, f"line {line}")
-            try:
-                values.append(st.parse(token))
-            except ValueError as exc:
-                raise ExpungeError(str(exc), path, f"line {line}") from None
-        new = _sorted_unique(values, st.width)
-    else:
-        new = sorted_unique(hex_digests(parsed, st.width, st.name))
+    new = sorted_unique(st.parse_values(parsed))
     if len(new) == 0 and not allow_empty:
         raise _empty_error(path)
     bdir = store.bank_dir(name)
@@ -319,9 +300,9 @@ def import_list(
             )
         old = read_values(_values_file(bdir, info.versions[-1]), st.width)
     else:
-        info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe), st.width)
+        info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe).name, st.width)
         old = np.empty(0, dtype=f"S{st.width}")
-    if st.matcher == "hamming":
+    if st.thresholded:
         info.threshold = threshold if threshold is not None else (info.threshold or st.default_threshold)
         if info.threshold is None or not 0 <= info.threshold <= 128:
             raise ExpungeError("a Hamming threshold must be between 0 and 128", path)

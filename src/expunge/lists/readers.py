@@ -224,6 +224,7 @@ def detect_format(path: Path) -> str:
 
 
 _HEADER_FIELD = re.compile(r"[a-z_][a-z0-9_ -]*")
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 def _looks_like_csv_header(line: str) -> bool:
@@ -319,6 +320,15 @@ for _i, _c in enumerate(b"ABCDEF"):
     _NIBBLE[_c] = 10 + _i
 
 
+def parse_hex(token: str, width: int, name: str) -> bytes:
+    """One hex list value as ``width`` bytes; the ValueError names the signal, never the value."""
+    if not _HEX.fullmatch(token):
+        raise ValueError(f"invalid hex digit in {name} value")
+    if len(token) != 2 * width:
+        raise ValueError(f"expected {2 * width} hex digits for {name}, found {len(token)}")
+    return bytes.fromhex(token)
+
+
 def hex_digests(tokens: Tokens, width: int, name: str) -> np.ndarray:
     """Every token as a ``width``-byte digest (``S{width}``); else one error naming the first bad line."""
     n = len(tokens.tokens)
@@ -330,8 +340,6 @@ def hex_digests(tokens: Tokens, width: int, name: str) -> np.ndarray:
     ok = pc.match_substring_regex(arr, f"^[0-9a-fA-F]{{{2 * width}}}$").to_numpy(zero_copy_only=False)
     if not ok.all():
         bad = int(np.flatnonzero(~ok)[0])
-        from expunge.signals import parse_hex
-
         try:
             parse_hex(arr[bad].as_py(), width, name)
         except ValueError as exc:

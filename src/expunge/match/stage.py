@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -21,15 +20,12 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.config import QUALITY_FLOOR
-from expunge.errors import ExpungeError
-from expunge.index.build import read_feature, read_quarantine
+from expunge.features.base import parse_feature
 from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
-from expunge.matchers.exact import SortedSet, fixed_to_numpy, match_column
-from expunge.signals import feature_is_image
+from expunge.matchers.base import Findings, Matcher, Probe
+from expunge.matchers.registry import get_matcher
+from expunge.signals import get_signal
 from expunge.store import Store
-
-if TYPE_CHECKING:
-    from expunge.matchers.hamming import HammingIndex
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -87,9 +83,8 @@ def _exact_binary(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(width), len(values), [None, buf]).cast(pa.binary())
 
 
-def _findings_for(
-    rows: np.ndarray, values: np.ndarray, distance: np.ndarray | None, bank: str, version: int, signal: str
-) -> pa.Table:
+def _findings_for(found: Findings, bank: str, version: int, signal: str) -> pa.Table:
+    rows, distance = found.rows, found.distances
     n = len(rows)
     return pa.table(
         {
@@ -97,7 +92,7 @@ def _findings_for(
             "bank": pa.array([bank] * n, pa.string()),
             "bank_version": pa.array(np.full(n, version, dtype=np.int32)),
             "signal": pa.array([signal] * n, pa.string()),
-            "value": _exact_binary(values),
+            "value": _exact_binary(found.values),
             "distance": pa.nulls(n, pa.float32()) if distance is None else pa.array(distance, pa.float32()),
             "score": pa.nulls(n, pa.float32()),
         },
@@ -123,19 +118,6 @@ def _dedupe_sorted(table: pa.Table) -> pa.Table:
     return table.filter(pa.array(keep)) if not keep.all() else table
 
 
-_SETS: dict[int, tuple[np.ndarray, SortedSet]] = {}
-
-
-def _sorted_set(values: np.ndarray) -> SortedSet:
-    """The delta's lookup table, built once per worker for the same (cached) delta array."""
-    hit = _SETS.get(id(values))
-    if hit is None or hit[0] is not values:
-        _SETS.clear()
-        hit = (values, SortedSet.build(values))
-        _SETS[id(values)] = hit
-    return hit[1]
-
-
 @lru_cache(maxsize=8)
 def _net_added(store_root: str, name: str, since: int, version: int) -> np.ndarray:
     """Values added after ``since`` that are still in the bank: computed once per worker, not per shard."""
@@ -151,80 +133,26 @@ def _threshold_changed(store: Store, name: str, since: int) -> bool:
     return any(v.get("threshold") != info.threshold for v in info.versions[since - 1 :])
 
 
-@lru_cache(maxsize=4)
-def _hamming_index(bank_dir: str, version: int, values_bytes: int) -> HammingIndex:
-    """One index per bank version per worker process, reused for every shard it matches."""
-    from expunge.lists.bank import read_values, values_path
-    from expunge.matchers.hamming import HammingIndex
-
-    return HammingIndex.build(read_values(values_path(Path(bank_dir), version), 32))
+def _matcher(bank: LoadedBank) -> Matcher:
+    return get_matcher(get_signal(bank.signal).matcher)
 
 
-def _find(
-    index_dir: Path, bank: LoadedBank, values: np.ndarray, task: MatchTask, *, cache: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Rows of one shard matching ``values`` of a bank: (rows, matched bank values, distances or None)."""
-    feature = bank.feature
-    if bank.signal == "release_keep":  # a keep-list: what is absent from it is found
-        column = read_feature(index_dir, feature)
-        own, valid = fixed_to_numpy(column, bank.width)
-        absent = ~bank.values.contains(own) & valid
-        # Rows that cannot be checked (null, empty, not a web URL) are quarantined for that reason; a
-        # keep-list finding would only relabel them.
-        quarantined = read_quarantine(index_dir)
-        if len(quarantined) >= len(absent):
-            absent &= quarantined[: len(absent)] == 0
-        return np.flatnonzero(absent), own[absent], None
-    if not feature_is_image(feature):
-        column = read_feature(index_dir, feature)
-        target = bank.values if cache else _sorted_set(values)
-        rows, vals = match_column(column, bank.width, target)
-        return rows, vals, None
-    from expunge.index.images import COLUMN_OF_FEATURE, quality_mask, read_images
-
-    if (index_dir / "images.parquet").is_file():
-        images = read_images(index_dir)
-    else:
-        raise ExpungeError("image lists need image shards: this shard has none", index_dir.name)
-    # One line per member (every member of every sample, and data outside every sample with row -1):
-    # a match on any member names its sample's row.
-    sample_rows = images.column("row").to_numpy()
-    if bank.threshold is None:  # exact digest of the stored bytes
-        target = bank.values if cache else SortedSet.build(values)
-        column = images.column(COLUMN_OF_FEATURE[feature]).combine_chunks()
-        idx, vals = match_column(column, bank.width, target)
-        return _member_rows(sample_rows[idx], bank.name, task), vals, None
-    if cache:
-        index = _hamming_index(str(Store(task.store_root).bank_dir(bank.name)), bank.version, len(values))
-    else:
-        from expunge.matchers.hamming import HammingIndex
-
-        index = HammingIndex.build(values)
-    ok = np.flatnonzero(quality_mask(images, task.quality_floor))
-    pdq, _ = fixed_to_numpy(images.column("pdq").combine_chunks(), 32)
-    queries, owners = [pdq[ok]], [ok]
-    if task.dihedral and "dihedral" in images.column_names:
-        dih = images.column("dihedral").combine_chunks().take(pa.array(ok))
-        lengths = dih.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-        flat, _ = fixed_to_numpy(dih.flatten(), 32)
-        queries.append(flat)
-        owners.append(np.repeat(ok, lengths))
-    q = np.concatenate(queries)
-    owner = np.concatenate(owners)
-    qi, bi, dist = index.search(q, threshold=int(bank.threshold))
-    return _member_rows(sample_rows[owner[qi]], bank.name, task), values[bi], dist.astype(np.float32)
-
-
-def _member_rows(rows: np.ndarray, bank: str, task: MatchTask) -> np.ndarray:
-    """Rows of matched members; a match on data outside every sample has no row to remove: refused."""
-    outside = int((rows < 0).sum())
-    if outside:
-        raise ExpungeError(
-            f"{outside} file(s) outside every sample match bank {bank!r}: they cannot be removed with a row"
-            " (refusing the shard; remove them from it)",
-            task.shard_name,
-        )
-    return rows
+def _find(index_dir: Path, bank: LoadedBank, values: np.ndarray, task: MatchTask, *, cache: bool) -> Findings:
+    """Rows of one shard matching ``values`` of a bank, by the matcher its signal type names. With
+    ``cache`` the values are the whole bank, whose lookup tables each worker keeps for every shard."""
+    probe = Probe(
+        index_dir,
+        task.shard_name,
+        bank.name,
+        parse_feature(bank.feature),
+        bank.width,
+        values,
+        bank.values if cache else None,
+        bank.threshold,
+        task.quality_floor,
+        task.dihedral,
+    )
+    return _matcher(bank).find(probe)
 
 
 def match_shard(task: MatchTask) -> MatchResult:
@@ -250,7 +178,7 @@ def match_shard(task: MatchTask) -> MatchResult:
         elif (
             prev is not None
             and prev < ref.version
-            and bank.signal != "release_keep"  # absence cannot be updated by a delta
+            and _matcher(bank).incremental
             and not _threshold_changed(store, ref.name, prev)
         ):
             mode = "incremental"
@@ -261,11 +189,11 @@ def match_shard(task: MatchTask) -> MatchResult:
             added = _net_added(task.store_root, ref.name, prev, ref.version)
             if len(added):
                 found = _find(index_dir, bank, added, task, cache=False)
-                mine = pa.concat_tables([mine, _findings_for(*found, ref.name, ref.version, bank.signal)])
+                mine = pa.concat_tables([mine, _findings_for(found, ref.name, ref.version, bank.signal)])
         else:
             mode = "full"
             found = _find(index_dir, bank, bank.values.values, task, cache=True)
-            mine = _findings_for(*found, ref.name, ref.version, bank.signal)
+            mine = _findings_for(found, ref.name, ref.version, bank.signal)
         if mine.num_rows:
             mine = mine.set_column(
                 mine.schema.get_field_index("bank_version"),

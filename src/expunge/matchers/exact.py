@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from expunge.matchers.base import Findings, Matcher, Probe, feature_column, member_rows
+
 
 def prefix64(values: np.ndarray, width: int) -> np.ndarray:
     """First 8 bytes of each value as an integer whose order equals the bytes' order."""
@@ -115,3 +117,28 @@ def match_column(column: pa.Array, width: int, bank: SortedSet) -> tuple[np.ndar
         owner = np.arange(len(column), dtype=np.int64)
     hit = bank.contains(values) & valid
     return owner[hit], values[hit]
+
+
+_SETS: dict[int, tuple[np.ndarray, SortedSet]] = {}
+
+
+def lookup(values: np.ndarray) -> SortedSet:
+    """A lookup table of ``values`` (a bank's delta), built once per worker for the same cached array."""
+    hit = _SETS.get(id(values))
+    if hit is None or hit[0] is not values:
+        _SETS.clear()
+        hit = (values, SortedSet.build(values))
+        _SETS[id(values)] = hit
+    return hit[1]
+
+
+class ExactMatcher(Matcher):
+    """Membership: rows whose feature value (any of them, for list features) is in the bank."""
+
+    def find(self, probe: Probe) -> Findings:
+        column, line_rows = feature_column(probe)
+        target = probe.whole if probe.whole is not None else lookup(probe.values)
+        rows, values = match_column(column, probe.width, target)
+        if line_rows is not None:  # image members: a match on any member names its sample's row
+            rows = member_rows(line_rows[rows], probe)
+        return Findings(rows, values)

@@ -27,6 +27,7 @@ from expunge import __version__, atomic
 from expunge.config import MAX_PIXELS, RunConfig
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
+from expunge.features.base import parse_feature
 from expunge.formats import Shard, discover, imagefolder
 from expunge.formats import parquet as pqfmt
 from expunge.formats.paths import RESERVED_NAMES
@@ -35,7 +36,6 @@ from expunge.index.build import (
     ROWS_FILE,
     IndexResult,
     IndexTask,
-    feature_file,
     fingerprint,
     read_quarantine,
 )
@@ -51,7 +51,6 @@ from expunge.release.cover import CoverPlan, ShardCandidates, load_state, plan_c
 from expunge.release.croissant import croissant, dataset_card, parquet_columns
 from expunge.release.croissant import dumps as croissant_dumps
 from expunge.release.report import write_report
-from expunge.signals import feature_is_image
 from expunge.store import Store, dataset_id
 
 STATE_DIR = ".expunge"  # where releases kept their state before it moved to the store
@@ -163,12 +162,12 @@ class Pipeline:
     def index(self, ds: Dataset, banks: list[BankInfo]) -> StageReport:
         started = time.perf_counter()
         features = sorted({b.feature for b in banks})
-        if any(feature_is_image(f) for f in features):
+        if any(parse_feature(f).is_image for f in features):
             # One decode yields every image feature: compute them together.
             features = sorted(
                 set(features) | set(IMAGE_FEATURES) | ({DIHEDRAL_FEATURE} if ds.dihedral else set())
             )
-        url_banks = [b.name for b in banks if not feature_is_image(b.feature)]
+        url_banks = [b.name for b in banks if not parse_feature(b.feature).is_image]
         if url_banks and ds.columns.url is None:
             raise ExpungeError(
                 f"URL lists ({', '.join(url_banks)}) need a URL column, and this dataset has none", ds.root
@@ -180,11 +179,11 @@ class Pipeline:
             index_dir = self._index_dir(ds, shard.name)
             present = set(known.get("features", [])) if known else set()
             have_rows = known is not None and (index_dir / ROWS_FILE).is_file()
-            present = {f for f in present if (index_dir / _feature_path(f)).is_file()}
+            present = {f for f in present if (index_dir / parse_feature(f).file).is_file()}
             same_stat = known is not None and known["size"] == size and known["mtime_ns"] == mtime
             missing = tuple(f for f in features if f not in present)
-            if missing and any(feature_is_image(f) for f in missing):
-                missing = tuple(sorted(set(missing) | {f for f in features if feature_is_image(f)}))
+            if missing and any(parse_feature(f).is_image for f in missing):
+                missing = tuple(sorted(set(missing) | {f for f in features if parse_feature(f).is_image}))
             if same_stat and have_rows and not missing:
                 continue
             base = IndexTask(
@@ -219,7 +218,7 @@ class Pipeline:
             else:
                 tasks.append(base)
         rows_done = 0
-        hashing = any(feature_is_image(f) for t in tasks for f in (t.features or t.all_features))
+        hashing = any(parse_feature(f).is_image for t in tasks for f in (t.features or t.all_features))
         images_done = 0
         # Image hashing is the slow part of image datasets: show images and images/s, not shards.
         total = None if hashing else len(tasks)
@@ -339,8 +338,8 @@ class Pipeline:
         refs = tuple(BankRef(b.name, b.version) for b in banks)
         signals = tuple(b.signal for b in banks)
         tasks = []
-        url_scope = any(not feature_is_image(b.feature) for b in banks)
-        image_scope = any(feature_is_image(b.feature) for b in banks)
+        url_scope = any(not parse_feature(b.feature).is_image for b in banks)
+        image_scope = any(parse_feature(b.feature).is_image for b in banks)
         plan = self._cover_plan(ds, banks, cover, key, url_scope, image_scope) if cover else None
         for shard in ds.shards:
             findings, _ = self._findings(ds, shard.name)
@@ -590,11 +589,6 @@ def _is_incremental(task: MatchTask) -> bool:
         return False
     known = atomic.read_json(state)
     return all(b.name in known for b in task.banks)
-
-
-def _feature_path(feature: str) -> str:
-    """The index file that holds a feature (all image features live in one file)."""
-    return IMAGES_FILE if feature_is_image(feature) else feature_file(feature)
 
 
 def _index_with_retry_on_change(task: IndexTask) -> IndexResult:
