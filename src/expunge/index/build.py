@@ -24,7 +24,7 @@ from expunge.config import MAX_PIXELS
 from expunge.errors import ExpungeError
 from expunge.features.base import parse_feature
 from expunge.features.url import QUARANTINE_REASONS, UrlBatch
-from expunge.formats import Shard, imagefolder, tar_scan, webdataset
+from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
 
 ROWS_FILE = "rows.parquet"
@@ -43,8 +43,7 @@ def feature_file(feature: str) -> str:
 
 @dataclass(frozen=True)
 class IndexTask:
-    shard_name: str
-    shard_path: str | None  # the metadata parquet (None for a tar without one)
+    shard: Shard
     url_column: str | None
     index_dir: str  # this shard's folder in the store
     tmp_dir: str
@@ -52,11 +51,13 @@ class IndexTask:
     rows_needed: bool  # (re)compute rows.parquet (and samples.parquet for tar shards)
     known_sha256: str | None  # when set and the content still hashes to it, nothing is recomputed
     all_features: tuple[str, ...] = ()  # what to compute if the content turns out to have changed
-    tar_path: str | None = None  # webdataset / img2dataset image tar
-    folder_path: str | None = None  # plain image folder
     key_column: str | None = None  # links tar samples to metadata rows
     dihedral: bool = False
     max_pixels: int = MAX_PIXELS
+
+    @property
+    def shard_name(self) -> str:
+        return self.shard.name
 
 
 @dataclass
@@ -91,7 +92,8 @@ def content_sha256(paths: list[str]) -> str:
 
 def index_shard(task: IndexTask) -> IndexResult:
     started = time.perf_counter()
-    files = Shard(task.shard_name, task.shard_path, task.tar_path, folder=task.folder_path).files
+    fmt = task.shard.handler
+    files = fmt.content_files(task.shard)
     size, mtime = fingerprint(files)
     sha = content_sha256(files)
     features, rows_needed = task.features, task.rows_needed
@@ -107,7 +109,7 @@ def index_shard(task: IndexTask) -> IndexResult:
     image_features = tuple(f for f in features if parse_feature(f).is_image)
     result = IndexResult(task.shard_name, size, mtime, sha, -1, list(features))
     orphans = 0
-    has_images = bool(task.tar_path or task.folder_path)
+    has_images = fmt.has_images
     if rows_needed and has_images:
         orphans = _index_samples(task, out_dir, tmp_dir)
         result.orphans = orphans
@@ -124,13 +126,13 @@ def index_shard(task: IndexTask) -> IndexResult:
             result.rows = len(q)
     if image_features:
         if not has_images:
-            raise ExpungeError("image lists need images (tar shards or image folders)", task.shard_path)
+            raise ExpungeError("image lists need images (tar shards or image folders)", task.shard.metadata)
         rows_of_sample = pq.read_table(out_dir / SAMPLES_FILE, columns=["row"]).column("row").to_pylist()
-        from expunge.index.images import IMAGES_FILE, index_images, shard_members
+        from expunge.index.images import IMAGES_FILE, index_images
 
         with atomic.atomic_path(out_dir / IMAGES_FILE, tmp_dir) as tmp:
-            members = shard_members(task.tar_path, task.folder_path, task.shard_path)
-            source = task.tar_path or task.folder_path or ""
+            members = fmt.iter_members(task.shard)
+            source = task.shard.location
             n, errors, _ = index_images(
                 members,
                 tmp,
@@ -153,21 +155,14 @@ def _index_samples(task: IndexTask, out_dir: Path, tmp_dir: Path) -> int:
     fine. Without metadata the samples are the rows. Returns how many rows were added past the
     metadata's end: none, since a sample without a row is refused rather than given one.
     """
-    if task.tar_path:
-        keys = tar_scan.sample_keys(task.tar_path)
-    else:
-        assert task.folder_path is not None
-        keys = imagefolder.image_files(task.folder_path)
-    if task.shard_path and not task.key_column:
+    shard, fmt = task.shard, task.shard.handler
+    keys = fmt.sample_keys(shard)
+    if shard.metadata and not task.key_column:
         raise ExpungeError(
-            "no key column links the tar's samples to this metadata (set --key-column)", task.shard_path
+            "no key column links the tar's samples to this metadata (set --key-column)", shard.metadata
         )
-    if task.shard_path and task.key_column:
-        if task.tar_path:
-            rows = webdataset.link_rows(task.tar_path, keys, task.shard_path, task.key_column)
-        else:
-            assert task.folder_path is not None
-            rows = imagefolder.link_rows(task.folder_path, keys, task.shard_path, task.key_column)
+    if shard.metadata and task.key_column:
+        rows = fmt.link_rows(shard, keys, task.key_column)
     else:
         rows = list(range(len(keys)))
     table = pa.table(
@@ -201,14 +196,14 @@ def _index_urls(
     task: IndexTask, out_dir: Path, tmp_dir: Path, features: tuple[str, ...], rows_needed: bool
 ) -> tuple[np.ndarray, int]:
     """Stream the URL column once: quarantine codes and every URL feature asked for."""
-    if not task.shard_path:  # images on their own: rows are the samples, all checkable by image
-        has_images = task.tar_path or task.folder_path
-        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if has_images else 0
+    shard, fmt = task.shard, task.shard.handler
+    if not shard.metadata:  # images on their own: rows are the samples, all checkable by image
+        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if fmt.has_images else 0
         return np.zeros(n, dtype=np.uint8), n
     if task.url_column is None:
         if features:
-            raise ExpungeError("URL lists need a URL column (set --url-column)", task.shard_path)
-        n = pqfmt.num_rows(task.shard_path)
+            raise ExpungeError("URL lists need a URL column (set --url-column)", shard.metadata)
+        n = fmt.rows(shard)
         return np.zeros(n, dtype=np.uint8), n
     writers: dict[str, pq.ParquetWriter] = {}
     tmp_paths: dict[str, Path] = {}
@@ -219,7 +214,7 @@ def _index_urls(
         for name in names:
             tmp_paths[name] = stack.enter_context(atomic.atomic_path(out_dir / name, tmp_dir))
         try:
-            for urls in _batched(pqfmt.iter_text(task.shard_path, task.url_column)):
+            for urls in _batched(fmt.iter_text(shard, task.url_column)):
                 batch = UrlBatch(urls)
                 rows += len(batch)
                 if rows_needed:

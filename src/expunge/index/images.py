@@ -16,7 +16,7 @@ Every member is tried as an image; only members whose extension marks text or st
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,8 +28,7 @@ import pyarrow.parquet as pq
 from expunge.errors import ExpungeError
 from expunge.features import base as features
 from expunge.features.base import IMAGES_FILE as IMAGES_FILE
-from expunge.formats import imagefolder, tar_scan
-from expunge.formats.members import is_companion, is_image_ext
+from expunge.formats.members import MemberData, is_companion, is_image_ext
 
 if TYPE_CHECKING:
     from expunge.features.images import ImageHashes
@@ -52,18 +51,6 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-
-#: ``(sample index or -1, sample key or None, extension, bytes)``, as the formats' ``iter_data`` yield them.
-MemberData = tuple[int, str | None, str, bytes]
-
-
-def shard_members(tar: str | None, folder: str | None, meta: str | None) -> Iterator[MemberData]:
-    """Every member of an image shard, with the sample index :func:`expunge.formats.sample_keys` gives."""
-    if tar:
-        return tar_scan.iter_data(tar)
-    if folder:
-        return imagefolder.iter_data(folder, meta)
-    return iter(())
 
 
 def _table(hashes: list[ImageHashes], cols: dict[str, list[object]]) -> pa.Table:
@@ -97,9 +84,7 @@ def _hash_member(ext: str, data: bytes, *, max_pixels: int, dihedral: bool) -> I
     from expunge.features.images import hash_image  # Pillow and PDQ load only when images are indexed
 
     h = hash_image(data, max_pixels=max_pixels, dihedral=dihedral)
-    if h.error is not None and (
-        is_companion(ext) or (not data and not is_image_ext(ext))
-    ):
+    if h.error is not None and (is_companion(ext) or (not data and not is_image_ext(ext))):
         return replace(h, error=None)
     return h
 

@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +26,7 @@ from expunge.errors import StaleShardError
 from expunge.features.digest import as_binary
 from expunge.features.url import QUARANTINE_REASONS
 from expunge.formats import Shard
-from expunge.formats import parquet as pqfmt
-from expunge.formats import webdataset as wds
-from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
-from expunge.formats.imagefolder import write_folder
-from expunge.formats.tar_rewrite import rewrite_tar
+from expunge.formats.base import CleanRows, CleanTarget, ShardOutputs
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
 from expunge.store import Store
@@ -54,8 +49,7 @@ OUTPUTS_META = b"expunge.outputs"
 
 @dataclass(frozen=True)
 class CleanTask:
-    shard_name: str
-    shard_path: str | None  # metadata parquet
+    shard: Shard
     shard_sha256: str
     url_column: str | None
     index_dir: str
@@ -66,9 +60,6 @@ class CleanTask:
     state_dir: str  # OUT/.expunge
     tmp_dir: str
     key: bytes
-    tar_path: str | None = None
-    stats_path: str | None = None
-    folder_path: str | None = None  # plain image folder; out_path is then the shard's output folder
     key_column: str | None = None
     url_scope: bool = True  # URL lists in use: rows whose URL cannot be checked are quarantined
     image_scope: bool = False  # image lists in use: images that cannot be decoded are quarantined
@@ -76,6 +67,10 @@ class CleanTask:
     cover_rows: tuple[int, ...] = ()  # extra rows removed to hide the flagged ones (release.cover)
     dataset_root: str | None = None  # where aligned embedding files are looked for
     out_root: str | None = None  # the release folder
+
+    @property
+    def shard_name(self) -> str:
+        return self.shard.name
 
 
 @dataclass
@@ -147,46 +142,21 @@ def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str],
     return len(q), reasons, quarantined, low_quality
 
 
-def _outputs(task: CleanTask, drop: set[str]) -> list[Path]:
-    """Every file this shard puts in the release."""
-    out = Path(task.out_path)
-    if task.folder_path:
-        names = sorted(
-            f
-            for f in os.listdir(task.folder_path)
-            if not f.startswith(".") and f not in drop and os.path.isfile(os.path.join(task.folder_path, f))
-        )
-        return [out / f for f in names]
-    files = [out]
-    if task.tar_path:
-        files += [out.parent / os.path.basename(p) for p in (task.shard_path, task.stats_path) if p]
-    files += [dst for _, dst in _embeddings(task)]
-    return files
+def _target(task: CleanTask) -> CleanTarget:
+    out_root = Path(task.out_root) if task.out_root else None
+    return CleanTarget(Path(task.out_path), Path(task.tmp_dir), out_root, task.dataset_root)
 
 
-def _embeddings(task: CleanTask) -> list[tuple[EmbeddingFile, Path]]:
-    """CLIP embedding files aligned with this metadata shard, and where each goes in the release.
+def _outputs(task: CleanTask, drop: frozenset[str]) -> ShardOutputs:
+    """Every file this shard puts in the release, and the ones that are its identity."""
+    return task.shard.handler.outputs(task.shard, _target(task), drop)
 
-    Beside the shard (``NAME.npy``) they stay beside it; in LAION's ``img_emb/`` and ``text_emb/`` folders
-    they go to the same-named folder at the top of the release.
-    """
-    if task.tar_path or task.folder_path or not task.shard_path or not task.dataset_root or not task.out_root:
-        return []
-    out = Path(task.out_path)
-    found = []
-    for emb in find_aligned(task.shard_path, task.dataset_root):
-        if os.path.dirname(emb.path) == os.path.dirname(task.shard_path):
-            found.append((emb, out.parent / os.path.basename(emb.path)))
-        else:
-            found.append(
-                (
-                    emb,
-                    Path(task.out_root)
-                    / os.path.basename(os.path.dirname(emb.path))
-                    / os.path.basename(emb.path),
-                )
-            )
-    return found
+
+def _drop_keys(task: CleanTask, gone: list[int]) -> frozenset[str]:
+    """Sample keys of the removed rows, for formats whose shards carry samples."""
+    if not gone or not task.shard.handler.has_images:
+        return frozenset()
+    return frozenset(_keys_of_rows(task, gone))
 
 
 def clean_shard(task: CleanTask) -> CleanResult:
@@ -201,8 +171,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
     state_dir = Path(task.state_dir)
     marker, records_path = marker_paths(state_dir, task.shard_name)
     gone = sorted(set(reasons) | set(quarantined))
-    drop = set(_keys_of_rows(task, gone)) if task.folder_path and gone else set()
-    outputs = _outputs(task, drop)
+    drop = _drop_keys(task, gone)
+    planned = _outputs(task, drop)
+    outputs = planned.files
     if marker.is_file() and records_path.is_file() and all(p.is_file() for p in outputs):
         done = atomic.read_json(marker)
         if done.get("plan") == plan and sum(os.path.getsize(p) for p in outputs) == done.get("size"):
@@ -211,37 +182,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
             return result
     tmp_dir = Path(task.tmp_dir)
     _confirm_source(task)
-    if task.tar_path:
-        action = _write_tar_shard(task, gone, tmp_dir)
-    elif task.folder_path:
-        action = _write_folder_shard(task, gone, drop, rows_in, tmp_dir)
-    elif not gone:
-        assert task.shard_path is not None
-        action = atomic.copy_or_link(Path(task.shard_path), outputs[0], tmp_dir)
-        for emb, dst in _embeddings(task):
-            check_aligned(emb, rows_in)
-            atomic.copy_or_link(Path(emb.path), dst, tmp_dir)
-    else:
-        assert task.shard_path is not None
-        keep = np.ones(rows_in, dtype=bool)
-        keep[gone] = False
-        embeddings = _embeddings(task)
-        for emb, _ in embeddings:  # check every file before writing any
-            check_aligned(emb, rows_in)
-        with atomic.atomic_path(outputs[0], tmp_dir) as tmp:
-            written = pqfmt.rewrite(task.shard_path, tmp, keep)
-            if written != int(keep.sum()):
-                raise RuntimeError(f"{task.shard_name}: wrote {written} rows, expected {int(keep.sum())}")
-        for emb, dst in embeddings:
-            with atomic.atomic_path(dst, tmp_dir) as tmp:
-                rewrite_embeddings(emb.path, tmp, keep)
-        action = "rewritten"
-    if task.folder_path:
-        # What this run put there (sorted, as content_files lists them); stale files of an earlier run
-        # are swept before the manifest is written, so listing the folder now would count them.
-        main_files = [str(p) for p in outputs]
-    else:
-        main_files = [str(p) for p in outputs if p.suffix in (".tar", ".parquet")]
+    rows = CleanRows(rows_in, gone, drop, task.key_column)
+    action = task.shard.handler.write_clean(task.shard, _target(task), rows)
+    main_files = [str(p) for p in planned.main]
     sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir)
     by_signal: dict[str, int] = {}
@@ -283,9 +226,8 @@ def _confirm_source(task: CleanTask) -> None:
     The index trusts size and mtime to skip re-hashing; a shard rewritten in place with its mtime
     restored would otherwise have the wrong rows removed and its flagged rows published.
     """
-    files = Shard(task.shard_name, task.shard_path, task.tar_path, folder=task.folder_path).files
-    if content_sha256(files) != task.shard_sha256:
-        raise StaleShardError(task.shard_name, task.tar_path or task.folder_path or task.shard_path)
+    if content_sha256(task.shard.files) != task.shard_sha256:
+        raise StaleShardError(task.shard_name, task.shard.location)
 
 
 def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
@@ -300,46 +242,6 @@ def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
     return sorted({k for k, r in links if r in wanted})
 
 
-def _write_folder_shard(task: CleanTask, gone: list[int], drop: set[str], rows_in: int, tmp_dir: Path) -> str:
-    """The folder without the dropped images; its metadata parquet without their rows."""
-    assert task.folder_path is not None
-    out = Path(task.out_path)
-    meta = os.path.basename(task.shard_path) if task.shard_path else None
-    write_folder(task.folder_path, out, drop, tmp_dir, skip={meta} if meta else set())
-    if task.shard_path and meta:
-        n_meta = pqfmt.num_rows(task.shard_path)
-        meta_gone = [r for r in gone if r < n_meta]
-        if meta_gone:
-            keep = np.ones(n_meta, dtype=bool)
-            keep[meta_gone] = False
-            with atomic.atomic_path(out / meta, tmp_dir) as tmp:
-                pqfmt.rewrite(task.shard_path, tmp, keep)
-        else:
-            atomic.copy_or_link(Path(task.shard_path), out / meta, tmp_dir)
-    return "rewritten" if gone else "copied"
-
-
-def _write_tar_shard(task: CleanTask, gone: list[int], tmp_dir: Path) -> str:
-    """Tar without every member of the dropped samples; companions without their rows; stats adjusted."""
-    assert task.tar_path is not None
-    out = Path(task.out_path)
-    if not gone:
-        how = atomic.copy_or_link(Path(task.tar_path), out, tmp_dir)
-        for companion in (task.shard_path, task.stats_path):
-            if companion:
-                atomic.copy_or_link(Path(companion), out.parent / os.path.basename(companion), tmp_dir)
-        return how
-    drop = _keys_of_rows(task, gone)
-    with atomic.atomic_path(out, tmp_dir) as tmp:
-        rewrite_tar(task.tar_path, tmp, drop)
-    shard = wds.TarShard(task.shard_name, task.tar_path, task.shard_path, task.stats_path)
-    if task.shard_path or task.stats_path:
-        # The metadata loses exactly the decided rows (by position, as the index linked them).
-        rows = gone if task.shard_path else None
-        wds.rewrite_companions(shard, out.parent, drop, task.key_column or "key", tmp_dir, rows=rows)
-    return "rewritten"
-
-
 def _write_records(
     task: CleanTask,
     gone: list[int],
@@ -350,11 +252,12 @@ def _write_records(
 ) -> None:
     urls: list[bytes | None] = [None] * len(gone)
     keys: list[str | None] = [None] * len(gone)
-    if gone and task.shard_path and task.url_column:
-        urls = _values_at(task.shard_path, task.url_column, gone, binary=True)
-    if gone and task.shard_path and task.key_column:
-        keys = [None if k is None else str(k) for k in _values_at(task.shard_path, task.key_column, gone)]
-    if gone and task.tar_path:  # samples with no metadata row are named by their tar key
+    shard, fmt = task.shard, task.shard.handler
+    if gone and shard.metadata and task.url_column:
+        urls = fmt.values_at(shard, task.url_column, gone, as_binary)
+    if gone and shard.metadata and task.key_column:
+        keys = [None if k is None else str(k) for k in fmt.values_at(shard, task.key_column, gone)]
+    if gone and fmt.sample_key_names_row:  # samples with no metadata row are named by their sample key
         samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
         by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
         keys = [k if k is not None else by_row.get(r) for k, r in zip(keys, gone, strict=True)]
@@ -384,28 +287,12 @@ def _write_records(
     # outputs from anything else in the folder: a stale file is never published by accident.
     outputs: list[str] = []
     if task.out_root:
-        drop = set(_keys_of_rows(task, gone)) if task.folder_path and gone else set()
         root = Path(task.out_root)
-        outputs = sorted(p.relative_to(root).as_posix() for p in _outputs(task, drop))
+        planned = _outputs(task, _drop_keys(task, gone))
+        outputs = sorted(p.relative_to(root).as_posix() for p in planned.files)
     table = table.replace_schema_metadata({OUTPUTS_META: json.dumps(outputs)})
     with atomic.atomic_path(path, tmp_dir) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-
-
-def _values_at(path: str, column: str, rows: list[int], *, binary: bool = False) -> list[Any]:
-    """Values of one column at sorted row indices, streaming; rows past the metadata's end give None."""
-    out: list[Any] = []
-    wanted = np.array(rows, dtype=np.int64)
-    start = 0
-    for col in pqfmt.iter_text(path, column) if binary else pqfmt.iter_column(path, column):
-        n = len(col)
-        lo, hi = np.searchsorted(wanted, [start, start + n])
-        if hi > lo:
-            arr = as_binary(col) if binary else col
-            out.extend(arr.take(pa.array(wanted[lo:hi] - start)).to_pylist())
-        start += n
-    out.extend([None] * (len(rows) - len(out)))
-    return out
 
 
 def read_records(path: Path) -> tuple[pa.Table, list[str] | None]:

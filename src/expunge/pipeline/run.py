@@ -28,7 +28,7 @@ from expunge.config import MAX_PIXELS, RunConfig
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
 from expunge.features.base import parse_feature
-from expunge.formats import Shard, discover, imagefolder
+from expunge.formats import Shard, discover, get
 from expunge.formats import parquet as pqfmt
 from expunge.formats.paths import RESERVED_NAMES
 from expunge.index.build import (
@@ -91,21 +91,15 @@ def open_dataset(store: Store, specs: list[str], config: RunConfig | None = None
     url_column, caption_column, key_column = config.url_column, config.caption_column, config.key_column
     store.ensure()
     root, shards, kind = discover(specs)
-    with_meta = next((s.path for s in shards if s.path), None)
+    fmt = get(kind)
+    with_meta = next((s.metadata for s in shards if s.metadata), None)
     if with_meta is None:
         columns = pqfmt.ColumnMap(None, None, None)
     else:
-        if kind == "imagefolder" and key_column is None:
-            # A folder's metadata names its files: that column is what links rows to images.
-            names = pqfmt.open_file(with_meta).schema_arrow.names
-            key_column = next((c for c in imagefolder.FILE_COLUMNS if c in names), None)
-            if key_column is None:
-                wanted = ", ".join(imagefolder.FILE_COLUMNS)
-                raise ExpungeError(
-                    f"metadata beside images needs a column naming files ({wanted})", with_meta
-                )
+        if key_column is None:
+            key_column = fmt.default_key_column(with_meta)
         columns = pqfmt.detect_columns(
-            with_meta, url_column, caption_column, key_column, require_url=kind == "parquet"
+            with_meta, url_column, caption_column, key_column, require_url=fmt.requires_url
         )
     ds_id = dataset_id(root)
     path = store.dataset_file(ds_id)
@@ -187,16 +181,13 @@ class Pipeline:
             if same_stat and have_rows and not missing:
                 continue
             base = IndexTask(
-                shard_name=shard.name,
-                shard_path=shard.path,
+                shard=shard,
                 url_column=ds.columns.url,
                 index_dir=str(index_dir),
                 tmp_dir=str(self.store.tmp),
                 features=tuple(features),
                 rows_needed=True,
                 known_sha256=None,
-                tar_path=shard.tar,
-                folder_path=shard.folder,
                 key_column=ds.columns.key,
                 dihedral=ds.dihedral,
                 max_pixels=ds.max_pixels,
@@ -345,8 +336,7 @@ class Pipeline:
             findings, _ = self._findings(ds, shard.name)
             tasks.append(
                 CleanTask(
-                    shard_name=shard.name,
-                    shard_path=shard.path,
+                    shard=shard,
                     shard_sha256=ds.state[shard.name]["sha256"],
                     url_column=ds.columns.url,
                     index_dir=str(self._index_dir(ds, shard.name)),
@@ -357,9 +347,6 @@ class Pipeline:
                     state_dir=str(state_dir),
                     tmp_dir=str(tmp_dir),
                     key=key,
-                    tar_path=shard.tar,
-                    stats_path=shard.stats,
-                    folder_path=shard.folder,
                     key_column=ds.columns.key,
                     url_scope=url_scope,
                     image_scope=image_scope,
@@ -411,7 +398,7 @@ class Pipeline:
             manifest=manifest,
             signed=self.config.sign_key is not None,
         )
-        columns = parquet_columns(ds.shards[0].path) if ds.shards and ds.shards[0].path else None
+        columns = parquet_columns(ds.shards[0].metadata) if ds.shards and ds.shards[0].metadata else None
         name = Path(ds.root).name
         doc = croissant(manifest, summary, name=name, columns=columns)
         atomic.write_bytes(out / "croissant.json", croissant_dumps(doc).encode("utf-8"), tmp_dir)
@@ -560,9 +547,9 @@ class Pipeline:
                 quarantined = np.union1d(quarantined, bad)
             quarantined = np.setdiff1d(quarantined, flagged)
             dead = np.zeros(0, dtype=np.int64)
-            if shard.path and "status" in pqfmt.open_file(shard.path).schema_arrow.names:
+            if shard.metadata and "status" in shard.handler.column_names(shard):
                 status = np.concatenate(
-                    [c.to_numpy(zero_copy_only=False) for c in pqfmt.iter_column(shard.path, "status")]
+                    [c.to_numpy(zero_copy_only=False) for c in shard.handler.iter_column(shard, "status")]
                     or [np.zeros(0)]
                 )
                 dead = np.setdiff1d(np.flatnonzero(status != "success"), np.union1d(flagged, quarantined))
@@ -746,16 +733,11 @@ def check_out_location(store: Store, ds: Dataset, out: Path) -> Path:
     if _inside(out, store_root) or _inside(store_root, out):
         raise ExpungeError("the output folder must not contain, or lie inside, the store", out)
     for shard in ds.shards:
-        inputs = [*shard.files, *(p for p in (shard.stats,) if p)]
-        if shard.folder:
-            inputs.append(shard.folder)
-        for f in inputs:
+        for f in shard.handler.source_paths(shard):
             if _inside(Path(f).resolve(), out):
                 raise ExpungeError("a dataset file lies inside the output folder (through a link?)", f)
-        published = [*shard.files, shard.stats]
-        if shard.folder:  # every file of the folder, the ones named like release files included
-            published += [os.path.join(shard.folder, f) for f in imagefolder.published_files(shard.folder)]
-        outputs = [shard.name] + [os.path.relpath(p, ds.root).replace(os.sep, "/") for p in published if p]
+        published = shard.handler.published_sources(shard)
+        outputs = [shard.name] + [os.path.relpath(p, ds.root).replace(os.sep, "/") for p in published]
         for name in outputs:
             if name.split("/", 1)[0].lower() in RESERVED_NAMES:
                 raise ExpungeError(

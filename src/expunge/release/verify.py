@@ -13,36 +13,15 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from expunge.formats.registry import release_format
 from expunge.index.build import content_sha256
 from expunge.release import manifest as mf
 from expunge.release import sign
 
 
-def _rows(path: Path) -> int:
-    """Rows of a parquet file; -1 when it cannot be read (a corrupt file is a problem, not a crash)."""
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except Exception:
-        return -1
-
-
 def shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
     """The files a shard consists of in the release, and its row count where it can be read."""
-    main = release / name
-    if name.endswith(".tar"):
-        stem = main.with_suffix("")
-        meta = stem.with_suffix(".parquet")
-        files = [str(main)] + ([str(meta)] if meta.is_file() else [])
-        return files, _rows(meta) if meta.is_file() else None
-    if main.is_dir():
-        from expunge.formats.imagefolder import content_files, image_files
-
-        metas = sorted(p for p in main.glob("*.parquet"))
-        rows = _rows(metas[0]) if len(metas) == 1 else len(image_files(str(main)))
-        return content_files(str(main), top=name == "."), rows
-    return [str(main)], _rows(main) if main.is_file() else None
+    return release_format(release, name).release_files(release, name)
 
 
 def _safe_path(rel: object) -> bool:
