@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -68,6 +69,12 @@ def _run(tmp_path: Path, with_meta: bool) -> None:
             assert files == [
                 n for n in sorted(p.name for p in src.glob("*.jpg")) if (folder, n) not in planted
             ]
+    # Each folder is labelled by its format's media type, not as a parquet file (it used to be), and no
+    # parquet file set or record set claims the folders.
+    doc = json.loads((tmp_path / "out" / "croissant.json").read_text())
+    labels = {d["name"]: d["encodingFormat"] for d in doc["distribution"]}
+    assert labels == {"a": "inode/directory", "b/c": "inode/directory"}
+    assert "recordSet" not in doc
 
 
 def test_image_folders_without_metadata(tmp_path: Path) -> None:

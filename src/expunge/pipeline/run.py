@@ -400,7 +400,8 @@ class Pipeline:
         )
         columns = parquet_columns(ds.shards[0].metadata) if ds.shards and ds.shards[0].metadata else None
         name = Path(ds.root).name
-        doc = croissant(manifest, summary, name=name, columns=columns)
+        media_types = {s.name: s.handler.media_type for s in ds.shards}
+        doc = croissant(manifest, summary, name=name, columns=columns, media_types=media_types)
         atomic.write_bytes(out / "croissant.json", croissant_dumps(doc).encode("utf-8"), tmp_dir)
         atomic.write_bytes(
             out / "README.md", dataset_card(manifest, summary, name=name).encode("utf-8"), tmp_dir

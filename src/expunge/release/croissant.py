@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,8 @@ _SHARDS_FILESET = "metadata-shards"
 _RECORDSET = "rows"
 
 
-def _encoding(shard_name: str) -> str:
-    """Shards are either metadata parquet files or webdataset/img2dataset tars; nothing else is written."""
+def _guess_encoding(shard_name: str) -> str:
+    """For a manifest given without its shards' media types: a tar, else parquet (folders need the types)."""
     return _TAR if shard_name.endswith(".tar") else _PARQUET
 
 
@@ -200,6 +201,7 @@ def croissant(
     version: str | None = None,
     cite_as: str | None = None,
     date_published: str | None = None,
+    media_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Croissant 1.1 (+ RAI 1.0) JSON-LD document describing a cleaned release.
 
@@ -208,7 +210,8 @@ def croissant(
     ``columns`` ((name, arrow type) pairs, e.g. from :func:`parquet_columns`) adds a record set over
     the parquet shards; without it the document describes files only. ``version``, ``cite_as`` and
     ``date_published`` are passed through when given (Croissant recommends them); there is no default
-    date, because a clock would make the document differ between identical releases.
+    date, because a clock would make the document differ between identical releases. ``media_types``
+    (shard name → its format's media type) labels each shard; without it the type is guessed from the name.
     """
     counts = manifest["counts"]
     banks: list[dict[str, Any]] = manifest.get("banks", [])
@@ -224,6 +227,11 @@ def croissant(
         else {"@id": f"urn:expunge:dataset:{source}", "@type": "prov:Entity", "prov:label": source}
     )
 
+    types = media_types or {}
+
+    def encoding(shard_name: str) -> str:
+        return types.get(shard_name) or _guess_encoding(shard_name)
+
     distribution: list[dict[str, Any]] = [
         {
             "@type": "cr:FileObject",
@@ -231,12 +239,12 @@ def croissant(
             "name": s["name"],
             "description": f"Cleaned shard: {s['rows']} rows kept ({s['action']}).",
             "contentUrl": s["name"],
-            "encodingFormat": _encoding(s["name"]),
+            "encodingFormat": encoding(s["name"]),
             "sha256": s["sha256"],
         }
         for s in manifest["shards"]
     ]
-    parquet = [s["name"] for s in manifest["shards"] if _encoding(s["name"]) == _PARQUET]
+    parquet = [s["name"] for s in manifest["shards"] if encoding(s["name"]) == _PARQUET]
     record_sets: list[dict[str, Any]] = []
     if parquet:
         distribution.append(
