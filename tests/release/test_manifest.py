@@ -142,11 +142,11 @@ def test_a_forged_manifest_is_caught(signed: tuple[Path, Path]) -> None:
 
 def test_verify_with_lists_finds_rows_that_still_match(small_ds: SmallDataset, tmp_path: Path) -> None:
     rel = _release(small_ds, tmp_path)
-    assert verify_release(rel, lists=[f"{small_ds.lists['iwf']}:url_md5"]) == []
+    assert api.verify(rel, lists=[f"{small_ds.lists['iwf']}:url_md5"]) == []
     kept = pq.read_table(rel / "part-00000.parquet").column("url")[0].as_py()
     extra = tmp_path / "late.txt"
     extra.write_text(hashlib.md5(kept.encode()).hexdigest() + "\n")
-    problems = verify_release(rel, lists=[f"{extra}:url_md5"])
+    problems = api.verify(rel, lists=[f"{extra}:url_md5"])
     assert problems == [f"{rel}: 1 rows still match bank late@v1"]
 
 
