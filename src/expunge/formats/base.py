@@ -105,6 +105,24 @@ class ShardFormat(ABC):
         """The key column when none is given, or None to let column detection pick one."""
         return None
 
+    def detect_columns(
+        self,
+        metadata: str,
+        url: str | None = None,
+        caption: str | None = None,
+        key: str | None = None,
+        *,
+        require_url: bool = True,
+    ) -> parquet.ColumnMap:
+        """The URL, caption and key columns of the dataset whose first metadata file is ``metadata``."""
+        return parquet.detect_columns(metadata, url, caption, key, require_url=require_url)
+
+    def record_columns(self, shard: Shard) -> list[tuple[str, str]] | None:
+        """(name, Arrow type) of the shard's metadata columns for croissant's record set, or None."""
+        if not shard.metadata:
+            return None
+        return [(f.name, str(f.type)) for f in parquet.open_file(shard.metadata).schema_arrow]
+
     # -- identity and sources -----------------------------------------------------------------------
     @abstractmethod
     def content_files(self, shard: Shard) -> list[str]:

@@ -48,7 +48,7 @@ from expunge.progress import NullReporter, Reporter
 from expunge.release import manifest as release_manifest
 from expunge.release import sign as release_sign
 from expunge.release.cover import CoverPlan, ShardCandidates, load_state, plan_cover, save_state
-from expunge.release.croissant import croissant, dataset_card, parquet_columns
+from expunge.release.croissant import croissant, dataset_card
 from expunge.release.croissant import dumps as croissant_dumps
 from expunge.release.report import write_report
 from expunge.store import Store, dataset_id
@@ -98,7 +98,7 @@ def open_dataset(store: Store, specs: list[str], config: RunConfig | None = None
     else:
         if key_column is None:
             key_column = fmt.default_key_column(with_meta)
-        columns = pqfmt.detect_columns(
+        columns = fmt.detect_columns(
             with_meta, url_column, caption_column, key_column, require_url=fmt.requires_url
         )
     ds_id = dataset_id(root)
@@ -398,7 +398,7 @@ class Pipeline:
             manifest=manifest,
             signed=self.config.sign_key is not None,
         )
-        columns = parquet_columns(ds.shards[0].metadata) if ds.shards and ds.shards[0].metadata else None
+        columns = ds.shards[0].handler.record_columns(ds.shards[0]) if ds.shards else None
         name = Path(ds.root).name
         media_types = {s.name: s.handler.media_type for s in ds.shards}
         doc = croissant(manifest, summary, name=name, columns=columns, media_types=media_types)
