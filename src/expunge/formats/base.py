@@ -117,6 +117,10 @@ class ShardFormat(ABC):
         """The URL, caption and key columns of the dataset whose first metadata file is ``metadata``."""
         return parquet.detect_columns(metadata, url, caption, key, require_url=require_url)
 
+    def shard_media_type(self, shard: Shard) -> str:
+        """The shard's ``encodingFormat`` in ``croissant.json`` (one format, several file types)."""
+        return self.media_type
+
     def record_columns(self, shard: Shard) -> list[tuple[str, str]] | None:
         """(name, Arrow type) of the shard's metadata columns for croissant's record set, or None."""
         if not shard.metadata:
