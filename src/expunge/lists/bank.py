@@ -278,9 +278,10 @@ def import_list(
         if len(parsed.tokens) == 0 and not allow_empty:
             raise _empty_error(path)
         raise ExpungeError("signal type unknown: give it (e.g. FILE:url_md5 or --signal url_md5)", path)
-    if signal not in SIGNALS:
-        raise ExpungeError(f"unknown signal type {signal!r} (known: {', '.join(SIGNALS)})", path)
-    st = get_signal(signal)
+    try:
+        st = get_signal(signal)
+    except KeyError as exc:  # its message also names a plug-in of that name that failed to load
+        raise ExpungeError(exc.args[0], path) from None
     recipe = recipe or st.default_recipe
     if recipe not in st.recipes:
         raise ExpungeError(
