@@ -25,6 +25,9 @@ anything (a canonical URL must hash to itself when a list is re-imported):
 The array functions exist because real datasets are dominated by URLs that are already canonical: an
 RE2 pattern run inside Arrow proves that for most rows, which are then passed through without copying,
 and only the remainder pays for the Python implementation.
+
+Host canonicalisation (ports, IDNA, IPv4) is :mod:`expunge.features.urlhost`; percent escapes are
+:mod:`expunge.features.urlescape`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from expunge.features.urlescape import escape, unescape
+from expunge.features.urlhost import canonical_host, is_ip_host
 
 __all__ = [
     "FAST_PATH_PATTERN",
@@ -49,171 +55,13 @@ __all__ = [
 CanonicalParts = tuple[bytes, bytes, bytes, bytes | None]
 
 # --------------------------------------------------------------------------------------------------
-# Percent escapes
-# --------------------------------------------------------------------------------------------------
-
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-_HEX_VALUE: dict[int, int] = {c: int(chr(c), 16) for c in _HEX_DIGITS}
-
-
-def _case_variants(text: str) -> list[str]:
-    variants = [""]
-    for ch in text:
-        variants = [v + c for v in variants for c in dict.fromkeys((ch.lower(), ch.upper()))]
-    return variants
-
-
-# Every spelling of every escape, so one dict lookup decodes a regex match.
-_UNHEX: dict[bytes, bytes] = {
-    ("%" + spelling).encode("ascii"): bytes([value])
-    for value in range(256)
-    for spelling in _case_variants(f"{value:02x}")
-}
-_ESCAPE_SEQ = re.compile(rb"%[0-9A-Fa-f]{2}")
-# Bytes the canonical form always writes as %XX. Hex is upper-case (RFC 3986's normal form); Go's library
-# writes lower-case, but every published example uses digit-only escapes, so they cannot tell.
-_NEEDS_ESCAPE = re.compile(rb"[\x00-\x20#%\x7f-\xff]")
-_ESCAPED: dict[bytes, bytes] = {bytes([b]): b"%%%02X" % b for b in range(256)}
-
-# A few regex passes settle every realistic URL; deeper nesting (``%25252525...``) would cost one pass per
-# level, quadratic on a 100 kB adversarial URL, so the remainder goes to the linear algorithm.
-_REGEX_PASSES = 4
-
-
-def _decode_match(match: re.Match[bytes]) -> bytes:
-    return _UNHEX[match[0]]
-
-
-def _encode_match(match: re.Match[bytes]) -> bytes:
-    return _ESCAPED[match[0]]
-
-
-def _unescape_linear(data: bytes) -> bytes:
-    """Reach the unescaping fixed point in one left-to-right scan.
-
-    Escapes never overlap (a ``%`` cannot be a hex digit), so repeated unescaping is confluent: any
-    order of decoding reaches the same result, and decoding as soon as an escape appears at the end of
-    the output is both correct and linear.
-    """
-    out = bytearray()
-    for c in data:
-        out.append(c)
-        while c in _HEX_VALUE and len(out) >= 3 and out[-3] == 0x25 and out[-2] in _HEX_VALUE:
-            c = (_HEX_VALUE[out[-2]] << 4) | _HEX_VALUE[c]
-            del out[-3:]
-            out.append(c)
-    return bytes(out)
-
-
-def _unescape(data: bytes) -> bytes:
-    """Undo every level of percent-encoding, because lists and datasets encode the same URL differently."""
-    for _ in range(_REGEX_PASSES):
-        data, count = _ESCAPE_SEQ.subn(_decode_match, data)
-        if count == 0 or b"%" not in data:
-            return data
-    return _unescape_linear(data)
-
-
-def _escape(data: bytes) -> bytes:
-    if _NEEDS_ESCAPE.search(data) is None:
-        return data
-    return _NEEDS_ESCAPE.sub(_encode_match, data)
-
-
-# --------------------------------------------------------------------------------------------------
-# Scheme, host and path
+# Scheme and path (hosts: expunge.features.urlhost; escapes: expunge.features.urlescape)
 # --------------------------------------------------------------------------------------------------
 
 _SCHEME = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*):")
 # ``host:8080/`` looks like a scheme followed by a path; a port-shaped tail means it is a host.
 _PORT_AFTER_COLON = re.compile(rb"[0-9]+(?:[/?]|\Z)")
 _WEB_SCHEMES = (b"http", b"https")
-# Ports, empty ports and trailing dots, repeatedly: removing just one ``:digits`` would leave
-# ``a:1`` from ``a:1:2`` for the next canonicalisation to strip again.
-_PORT_TAIL = re.compile(rb"(?::[0-9]*|\.)+\Z")
-_DOT_RUNS = re.compile(rb"\.{2,}")
-# What an IDN conversion may produce: anything else would change how the URL parses next time.
-_IDNA_RESULT = re.compile(rb"[A-Za-z0-9_.\-]+")
-_MAX_IDN_LABEL = 252
-_IPV4_PART = rb"(?:0x[0-9a-f]+|[0-9]+)"
-_IPV4_LIKE = re.compile(_IPV4_PART + rb"(?:\." + _IPV4_PART + rb"){0,3}")
-_DOTTED_QUAD = re.compile(rb"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
-_OCTAL_DIGITS = frozenset(b"01234567")
-_DIGITS = frozenset(b"0123456789")
-
-
-def _ipv4_part(part: bytes) -> int | None:
-    if part.startswith(b"0x"):
-        digits, base = part[2:], 16
-    elif len(part) > 1 and part[0] == 0x30:
-        digits, base = part[1:], 8
-        if not _OCTAL_DIGITS.issuperset(digits):
-            return None
-    else:
-        digits, base = part, 10
-    # Bounding the length keeps int() away from huge zero-padded inputs; 12 digits exceed 2**32 anyway.
-    if len(digits.lstrip(b"0")) > 12:
-        return None
-    return int(digits, base)
-
-
-def _ipv4(host: bytes) -> bytes | None:
-    """Dotted-decimal form of an ``inet_aton`` address, so ``3279880203`` and ``195.127.0.11`` match."""
-    if _IPV4_LIKE.fullmatch(host) is None:
-        return None
-    values: list[int] = []
-    for part in host.split(b"."):
-        value = _ipv4_part(part)
-        if value is None:
-            return None
-        values.append(value)
-    tail_bytes = 5 - len(values)
-    if any(v > 255 for v in values[:-1]) or values[-1] >> (8 * tail_bytes):
-        return None
-    octets = values[:-1] + list(values[-1].to_bytes(tail_bytes, "big"))
-    return b".".join(b"%d" % o for o in octets)
-
-
-def _idna(host: bytes) -> bytes:
-    """Punycode the labels the codec accepts, so Unicode and ``xn--`` spellings of a host agree."""
-    try:
-        host.decode("utf-8")
-    except UnicodeDecodeError:
-        return host
-    labels = host.split(b".")
-    for i, label in enumerate(labels):
-        # Punycode is quadratic, and a label over 63 code points (252 UTF-8 bytes) cannot convert anyway.
-        if label.isascii() or len(label) > _MAX_IDN_LABEL:
-            continue
-        try:
-            ascii_label = label.decode("utf-8").encode("idna")
-        except UnicodeError:
-            continue
-        if _IDNA_RESULT.fullmatch(ascii_label) is not None:
-            labels[i] = ascii_label
-    return b".".join(labels)
-
-
-def _canonical_host(host: bytes) -> bytes | None:
-    """Unescaped canonical host, or None when nothing is left to name a site."""
-    at = host.rfind(b"@")
-    if at >= 0:
-        host = host[at + 1 :]
-    host = _PORT_TAIL.sub(b"", host)
-    if host.startswith(b"[") and b"]" in host:
-        return host.lower()
-    if not host.isascii():
-        host = _idna(host)
-    if b".." in host:
-        host = _DOT_RUNS.sub(b".", host)
-    host = host.strip(b".").lower()
-    if not host:
-        return None
-    if host[0] in _DIGITS:
-        address = _ipv4(host)
-        if address is not None:
-            return address
-    return host
 
 
 def _clean_path(path: bytes) -> bytes:
@@ -238,7 +86,7 @@ def _parse(url: bytes) -> CanonicalParts | None:
         url = url[:hash_at]
     text = url.strip().translate(None, b"\t\r\n")
     if b"%" in text:
-        text = _unescape(text)
+        text = unescape(text)
     match = _SCHEME.match(text)
     if match is not None and b"." not in match[1] and not _PORT_AFTER_COLON.match(text, match.end()):
         scheme = match[1].lower()
@@ -257,10 +105,10 @@ def _parse(url: bytes) -> CanonicalParts | None:
         host_part, path = rest[:slash], _clean_path(rest[slash:])
     else:
         host_part, path = rest, b"/"
-    host = _canonical_host(host_part)
+    host = canonical_host(host_part)
     if host is None:
         return None
-    return scheme, _escape(host), _escape(path), None if query is None else _escape(query)
+    return scheme, escape(host), escape(path), None if query is None else escape(query)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,12 +140,8 @@ def canonicalize(url: bytes) -> bytes | None:
     return b"".join((scheme, b"://", host, path, b"?", query))
 
 
-def _is_ip_host(host: bytes) -> bool:
-    return host.startswith(b"[") or _DOTTED_QUAD.fullmatch(host) is not None
-
-
 def _lookup_hosts(host: bytes) -> list[bytes]:
-    if _is_ip_host(host):
+    if is_ip_host(host):
         return [host]
     labels = host.split(b".")
     # Up to four suffixes from the last five labels, never the bare TLD (as Safe Browsing clients do).
@@ -335,7 +179,7 @@ def host_suffixes(url: bytes) -> list[bytes]:
     if parts is None:
         return []
     host = parts[1]
-    if _is_ip_host(host):
+    if is_ip_host(host):
         return [host]
     labels = host.split(b".")
     return [host] + [b".".join(labels[-k:]) for k in range(len(labels) - 1, 1, -1)]
