@@ -15,6 +15,7 @@ from expunge.errors import ExpungeError
 from expunge.formats.base import Shard, ShardFormat
 from expunge.formats.imagefolder import ImageFolderFormat
 from expunge.formats.parquet_shards import ParquetFormat
+from expunge.formats.text import TextFormat
 from expunge.formats.webdataset import WebDatasetFormat
 
 ENTRY_POINT_GROUP = "expunge.formats"
@@ -41,6 +42,7 @@ def unregister(name: str) -> None:
 
 register(WebDatasetFormat)
 register(ImageFolderFormat)
+register(TextFormat)
 register(ParquetFormat)
 
 
