@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from expunge.matchers import hamming
+from expunge.matchers import hamming, probe_plan
 from expunge.matchers.hamming import HammingIndex, hamming_matrix
 
 THRESHOLDS = (0, 8, 31, 32, 48)
@@ -221,10 +221,10 @@ def test_radii_satisfy_the_pigeonhole_bound() -> None:
     """The exactness argument: the chosen radii always sum (as r + 1) to more than the threshold."""
     for n in (1, 1000, 1_000_000):
         for k in (11, 13, 16, 21, 32):
-            widths = tuple(c.bits for c in hamming._layout(k))
+            widths = tuple(c.bits for c in probe_plan.layout(k))
             assert sum(widths) == 256
             for t in range(0, 257, 7):
-                plan = hamming._plan(widths, n, t)
+                plan = probe_plan.plan_radii(widths, n, t)
                 assert plan is not None
                 radii = plan[0]
                 assert sum(r + 1 for r in radii) >= t + 1
@@ -233,8 +233,8 @@ def test_radii_satisfy_the_pigeonhole_bound() -> None:
 
 def test_flips_enumerate_the_ball() -> None:
     for bits, radius in ((8, 0), (8, 3), (13, 2), (20, 2), (22, 3), (16, 16)):
-        f = hamming._flips(bits, radius)
-        assert len(f) == len(set(f.tolist())) == hamming._ball(bits, radius)
+        f = probe_plan.flips(bits, radius)
+        assert len(f) == len(set(f.tolist())) == probe_plan.ball(bits, radius)
         assert int(np.bitwise_count(f).max()) <= radius and int(f.max()) < (1 << bits)
 
 

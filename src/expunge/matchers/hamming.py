@@ -39,21 +39,17 @@ Why it is laid out this way
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import lru_cache
-from itertools import combinations, pairwise
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
 
-HASH_BYTES = 32
-HASH_BITS = 8 * HASH_BYTES
-_WORDS = HASH_BYTES // 8
+from expunge.matchers import probe_plan
+from expunge.matchers.probe_plan import HASH_BITS, HASH_BYTES, PDQ_THRESHOLD
 
-PDQ_THRESHOLD = 31  # the usual PDQ match threshold; the chunk layout is tuned for it
+_WORDS = HASH_BYTES // 8
 
 # Work sizes. Small slices keep each pass's arrays in L2 cache, which is as fast as large ones and
 # keeps a search's extra memory to ~10-20 MB a thread (measured: peak RSS +20 MB for 100k queries).
@@ -61,14 +57,6 @@ _QUERY_BATCH = 2048  # queries per task
 _PROBE_CAP = 1 << 18  # probes built at once (~10 MB; bounds memory for very large radii)
 _SLICE = 1 << 16  # candidates verified at once (~6 MB of temporaries)
 _BRUTE_QUERIES, _BRUTE_BANK = 64, 4096  # brute-force block: 256k pairs, temporaries in L2
-
-# Cost model, in nanoseconds per element, measured with numpy 2 on one core.
-_COST_PROBE_SMALL = 8.0  # a probe whose bucket table fits in cache (<= 4 MiB)
-_COST_PROBE_LARGE = 20.0  # ... and one whose table does not
-_COST_CANDIDATE = 20.0  # expand, gather the bank row (a cache miss), verify
-_COST_PAIR = 3.5  # one query x bank pair in brute force (blocked, incl. result extraction)
-_MIN_BITS, _MAX_BITS = 8, 24
-_MIN_CHUNKS, _MAX_CHUNKS = -(-HASH_BITS // _MAX_BITS), HASH_BITS // _MIN_BITS  # 11, 32
 
 Method = Literal["auto", "index", "brute"]
 
@@ -159,107 +147,6 @@ def _row_distances_mod256(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=128)
-def _flips(bits: int, radius: int) -> np.ndarray:
-    """Every ``bits``-bit value with at most ``radius`` bits set (the XOR masks of a radius search)."""
-    radius = min(radius, bits)
-    if bits <= 20:
-        values = np.arange(1 << bits, dtype=np.int64)
-        out = values[np.bitwise_count(values) <= radius]
-    else:  # a 2**24 scan would be wasteful for the small radii used on wide chunks
-        masks = [
-            sum(1 << i for i in combo) for r in range(radius + 1) for combo in combinations(range(bits), r)
-        ]
-        out = np.sort(np.array(masks, dtype=np.int64))
-    out.flags.writeable = False
-    return out
-
-
-def _ball(bits: int, radius: int) -> int:
-    """How many ``bits``-bit values lie within ``radius`` of a given one."""
-    return sum(math.comb(bits, i) for i in range(min(radius, bits) + 1))
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    start: int  # first bit (0..255) in the (n, 4) uint64 words, little end first
-    bits: int
-
-    def keys(self, words: np.ndarray) -> np.ndarray:
-        """This chunk of each hash, as ``int64`` (a chunk may straddle two words)."""
-        w, off = divmod(self.start, 64)
-        k = words[:, w] >> np.uint64(off)
-        if off + self.bits > 64:
-            k |= words[:, w + 1] << np.uint64(64 - off)
-        k &= np.uint64((1 << self.bits) - 1)
-        return k.astype(np.int64)
-
-
-def _layout(k: int) -> list[_Chunk]:
-    """``k`` chunks covering the 256 bits, widths differing by at most one (wider ones first)."""
-    base, extra = divmod(HASH_BITS, k)
-    chunks: list[_Chunk] = []
-    start = 0
-    for c in range(k):
-        bits = base + (c < extra)
-        chunks.append(_Chunk(start, bits))
-        start += bits
-    return chunks
-
-
-def _probe_cost(bits: int) -> float:
-    return _COST_PROBE_SMALL if (4 << bits) <= (4 << 20) else _COST_PROBE_LARGE
-
-
-@lru_cache(maxsize=256)
-def _plan(widths: tuple[int, ...], n: int, threshold: int) -> tuple[tuple[int, ...], float] | None:
-    """Per-chunk radii with ``sum(r_c + 1) >= threshold + 1`` minimising the modelled cost per query.
-
-    Dynamic programme over the chunks: state ``j`` = ``min(sum(r_c + 1), threshold + 1)`` so far.
-    Returns ``None`` when no radii satisfy the constraint (``threshold`` beyond 255 + k).
-    """
-    need = threshold + 1
-    inf = math.inf
-    best = [0.0] + [inf] * need
-    back: list[list[tuple[int, int]]] = []  # per chunk, per state: (previous state, r_c + 1)
-    for bits in widths:
-        per_probe = _probe_cost(bits) + _COST_CANDIDATE * n / (1 << bits)
-        cost = [0.0] + [_ball(bits, r) * per_probe for r in range(bits + 1)]  # index r + 1
-        nxt = [inf] * (need + 1)
-        arg = [(0, 0)] * (need + 1)
-        for j, base in enumerate(best):
-            if base == inf:
-                continue
-            for rp1, c in enumerate(cost):
-                jj = min(need, j + rp1)
-                if base + c < nxt[jj]:
-                    nxt[jj], arg[jj] = base + c, (j, rp1)
-        back.append(arg)
-        best = nxt
-    if best[need] == inf:
-        return None
-    radii: list[int] = []
-    j = need
-    for arg in reversed(back):
-        j, rp1 = arg[j]
-        radii.append(rp1 - 1)
-    radii.reverse()
-    return tuple(radii), best[need]
-
-
-def _choose_layout(n: int) -> list[_Chunk]:
-    """The chunk layout with the cheapest modelled PDQ-threshold search, tables capped near ``n``."""
-    max_bits = min(_MAX_BITS, max(_MIN_BITS, math.ceil(math.log2(max(n, 2)))))
-    best: tuple[float, int] | None = None
-    for k in range(math.ceil(HASH_BITS / max_bits), HASH_BITS // _MIN_BITS + 1):
-        layout = _layout(k)
-        plan = _plan(tuple(c.bits for c in layout), n, PDQ_THRESHOLD)
-        if plan is not None and (best is None or plan[1] < best[0]):
-            best = (plan[1], k)
-    assert best is not None
-    return _layout(best[1])
-
-
 def _stable_argsort(keys: np.ndarray, bits: int) -> np.ndarray:
     """Stable argsort of non-negative ``bits``-bit keys: bank indices ascend within a bucket.
 
@@ -299,7 +186,11 @@ class HammingIndex:
     __slots__ = ("_chunks", "_orders", "_starts", "_words")
 
     def __init__(
-        self, words: np.ndarray, chunks: list[_Chunk], orders: list[np.ndarray], starts: list[np.ndarray]
+        self,
+        words: np.ndarray,
+        chunks: list[probe_plan.Chunk],
+        orders: list[np.ndarray],
+        starts: list[np.ndarray],
     ) -> None:
         self._words = words
         self._chunks = chunks
@@ -315,11 +206,13 @@ class HammingIndex:
         words = np.array(as_words(values), dtype=np.uint64, order="C", copy=True)
         n = len(words)
         if chunks is None:
-            layout = _choose_layout(n)
-        elif _MIN_CHUNKS <= chunks <= _MAX_CHUNKS:
-            layout = _layout(chunks)
+            layout = probe_plan.choose_layout(n)
+        elif probe_plan.MIN_CHUNKS <= chunks <= probe_plan.MAX_CHUNKS:
+            layout = probe_plan.layout(chunks)
         else:
-            raise ValueError(f"chunks must be between {_MIN_CHUNKS} and {_MAX_CHUNKS}, got {chunks}")
+            raise ValueError(
+                f"chunks must be between {probe_plan.MIN_CHUNKS} and {probe_plan.MAX_CHUNKS}, got {chunks}"
+            )
         index_dtype = np.int32 if n < 2**31 else np.int64
         orders: list[np.ndarray] = []
         starts: list[np.ndarray] = []
@@ -366,9 +259,9 @@ class HammingIndex:
         if n == 0 or len(q) == 0:
             return _empty()
         threshold = min(threshold, HASH_BITS)
-        plan = _plan(tuple(c.bits for c in self._chunks), n, threshold)
+        plan = probe_plan.plan_radii(tuple(c.bits for c in self._chunks), n, threshold)
         use_index = plan is not None and (
-            method == "index" or (method == "auto" and plan[1] < _COST_PAIR * n)
+            method == "index" or (method == "auto" and plan[1] < probe_plan.COST_PAIR * n)
         )
         if method == "index" and plan is None:  # pragma: no cover - the chunks cover 256 + k
             raise AssertionError("no chunk radii cover this threshold")
@@ -425,7 +318,7 @@ class HammingIndex:
         for chunk, radius, order, starts in zip(self._chunks, radii, self._orders, self._starts, strict=True):
             if radius < 0:
                 continue
-            flips = _flips(chunk.bits, radius)
+            flips = probe_plan.flips(chunk.bits, radius)
             p = len(flips)
             keys = chunk.keys(q)
             ends = starts[1:]
