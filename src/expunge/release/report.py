@@ -15,117 +15,21 @@ keys), so a report can be diffed between releases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from expunge import atomic
+from expunge.release.charts import COLORS, WIDE_WIDTH, Row, Series, bar_chart, num
 from expunge.store import Store
 
 REPORT = "report.html"
 SUMMARY = "summary.json"
 MANIFEST = "MANIFEST.json"
 
-# One distinct colour per chart, so a screenshot can tell the charts apart (the browser test relies on
-# this), and none of them is used for text or borders.
-COLORS: dict[str, str] = {
-    "signal": "#1f6fb4",
-    "bank": "#7040a8",
-    "removed": "#c8282d",
-    "quarantined": "#e89a0c",
-    "reason": "#9a5a1c",
-    "versions": "#14897c",
-    "timings": "#4b5a6b",
-}
-
 # Beyond this many shards, the shard chart shows the ones with the most removed or quarantined rows:
 # a release of 30,000 shards would otherwise draw a chart nobody can read. summary.json has them all.
 MAX_SHARDS = 40
-
-_CHART_WIDTH = 520
-_WIDE_WIDTH = 1060
-_ROW = 22
-_BAR = 14
-_CHAR = 7.2  # approximate width of one 12px label character, to size the label column
-
-
-@dataclass(frozen=True)
-class _Series:
-    """One colour of bars in a chart: its name for the legend and tooltips, and its colour key."""
-
-    name: str
-    color: str
-
-
-@dataclass(frozen=True)
-class _Row:
-    """One labelled group of bars: a value per series (in series order)."""
-
-    label: str
-    values: tuple[float, ...]
-    notes: tuple[str, ...] = ()  # extra tooltip text per series value, e.g. "+12 / -3"
-
-
-def _num(value: float) -> str:
-    """Counts with thousands separators; seconds with enough digits to compare stages."""
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}" if value >= 1 else f"{value:.3f}"
-
-
-def _bar_chart(
-    chart: str, series: list[_Series], rows: list[_Row], width: int = _CHART_WIDTH, unit: str = ""
-) -> str:
-    """A horizontal bar chart as inline SVG; one rect (with a <title> tooltip) per non-zero value.
-
-    Horizontal bars keep long labels (shard and bank names) readable without rotation. Zero values get no
-    rect, only their number, because a zero-size rect would look like a rendering bug.
-    """
-    longest = max((len(r.label) for r in rows), default=4)
-    label_w = int(min(260, max(60, longest * _CHAR + 12)))
-    value_w = 70
-    plot_w = max(100, width - label_w - value_w)
-    group_h = _ROW * len(series) if len(series) > 1 else _ROW
-    legend_h = 22 if len(series) > 1 else 0
-    height = legend_h + group_h * len(rows) + (6 * len(rows) if len(series) > 1 else 0) + 6
-    peak = max((v for r in rows for v in r.values), default=0.0) or 1.0
-    out = [
-        f'<svg data-chart="{escape(chart)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(chart)} chart">'
-    ]
-    if len(series) > 1:
-        x = label_w
-        for s in series:
-            out.append(
-                f'<rect class="key" x="{x}" y="4" width="12" height="12" fill="{COLORS[s.color]}"/>'
-                f'<text x="{x + 17}" y="14" class="lg">{escape(s.name)}</text>'
-            )
-            x += int(len(s.name) * _CHAR) + 40
-    y = legend_h
-    for row in rows:
-        mid = y + group_h / 2
-        out.append(
-            f'<text x="{label_w - 8}" y="{mid + 4:.1f}" text-anchor="end" class="lb">'
-            f"{escape(row.label)}</text>"
-        )
-        for i, (s, value) in enumerate(zip(series, row.values, strict=True)):
-            by = y + i * _ROW + (_ROW - _BAR) / 2
-            note = row.notes[i] if i < len(row.notes) and row.notes[i] else ""
-            tip = f"{row.label} · {s.name}: {_num(value)}{unit}" + (f" ({note})" if note else "")
-            bw = max(1.0, value / peak * plot_w) if value > 0 else 0.0
-            if bw > 0:
-                out.append(
-                    f'<rect x="{label_w}" y="{by:.1f}" width="{bw:.1f}" height="{_BAR}" '
-                    f'fill="{COLORS[s.color]}"><title>{escape(tip)}</title></rect>'
-                )
-            out.append(
-                f'<text x="{label_w + bw + 5:.1f}" y="{by + _BAR - 3:.1f}" class="vl">'
-                f"{_num(value)}{unit}</text>"
-            )
-        y += group_h + (6 if len(series) > 1 else 0)
-    out.append("</svg>")
-    return "".join(out)
 
 
 def _section(title: str, body: str, why: str = "", wide: bool = False) -> str:
@@ -149,8 +53,8 @@ def _read_json(path: Path) -> Any:
 def _counts_chart(chart: str, color: str, name: str, counts: dict[str, int], empty: str) -> str:
     if not any(counts.values()):
         return _empty(empty)
-    rows = [_Row(k, (float(v),)) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return _bar_chart(chart, [_Series(name, color)], rows)
+    rows = [Row(k, (float(v),)) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return bar_chart(chart, [Series(name, color)], rows)
 
 
 def _shards_chart(shards: list[dict[str, Any]]) -> str:
@@ -167,14 +71,14 @@ def _shards_chart(shards: list[dict[str, Any]]) -> str:
     if untouched:
         note += f"{untouched:,} shard{'s' if untouched != 1 else ''} had nothing removed or quarantined."
     rows = [
-        _Row(str(s["name"]), (float(s.get("rows_removed", 0)), float(s.get("rows_quarantined", 0))))
+        Row(str(s["name"]), (float(s.get("rows_removed", 0)), float(s.get("rows_quarantined", 0))))
         for s in shown
     ]
-    chart = _bar_chart(
+    chart = bar_chart(
         "shards",
-        [_Series("removed", "removed"), _Series("quarantined", "quarantined")],
+        [Series("removed", "removed"), Series("quarantined", "quarantined")],
         rows,
-        width=_WIDE_WIDTH,
+        width=WIDE_WIDTH,
     )
     return chart + (f'<p class="note">{escape(note)}</p>' if note else "")
 
@@ -186,7 +90,7 @@ def _bank_versions(store: Path, banks: list[dict[str, Any]]) -> str:
     against a much smaller list, i.e. whether it is worth re-cleaning.
     """
     st = Store(store)
-    rows: list[_Row] = []
+    rows: list[Row] = []
     for bank in sorted(banks, key=lambda b: str(b.get("name", ""))):
         name = str(bank.get("name", ""))
         meta = _read_json(st.bank_file(name))
@@ -195,15 +99,15 @@ def _bank_versions(store: Path, banks: list[dict[str, Any]]) -> str:
         for v in meta.get("versions", []):
             used = " (used)" if v.get("version") == bank.get("version") else ""
             rows.append(
-                _Row(
+                Row(
                     f"{name} v{v.get('version')}{used}",
                     (float(v.get("count", 0)),),
-                    (f"+{_num(v.get('added', 0))} / -{_num(v.get('removed', 0))} since the last version",),
+                    (f"+{num(v.get('added', 0))} / -{num(v.get('removed', 0))} since the last version",),
                 )
             )
     if not rows:
         return _empty("The store has no version history for the banks this release used.")
-    return _bar_chart("bank-versions", [_Series("values", "versions")], rows)
+    return bar_chart("bank-versions", [Series("values", "versions")], rows)
 
 
 def _newest_ledger(store: Path, release: Path) -> tuple[str, dict[str, Any]] | None:
@@ -234,7 +138,7 @@ def _timings(store: Path, release: Path) -> str:
         return _empty("The store holds no run ledger.")
     name, data = found
     rows = [
-        _Row(str(s.get("stage", "?")), (float(s.get("seconds", 0.0)),))
+        Row(str(s.get("stage", "?")), (float(s.get("seconds", 0.0)),))
         for s in data["stages"]
         if isinstance(s, dict)
     ]
@@ -243,7 +147,7 @@ def _timings(store: Path, release: Path) -> str:
     mine = Path(str(data.get("out", ""))).resolve() == release.resolve()
     where = "" if mine else " It is the newest ledger in the store but was not written for this release."
     note = f"From run ledger runs/{name} (command {data.get('command', '?')}).{where}"
-    chart = _bar_chart("timings", [_Series("seconds", "timings")], rows, unit=" s")
+    chart = bar_chart("timings", [Series("seconds", "timings")], rows, unit=" s")
     return chart + f'<p class="note">{escape(note)}</p>'
 
 
