@@ -1,4 +1,5 @@
-"""Machine-readable descriptions of a cleaned release: Croissant 1.1 JSON-LD and a Hugging Face card.
+"""Machine-readable descriptions of a cleaned release: Croissant 1.1 JSON-LD (and, re-exported from
+:mod:`expunge.release.card`, the Hugging Face dataset card).
 
 A cleaned release is only useful if the people who load it can tell what it is: which files, with which
 checksums, derived from which source, and what was taken out and why. Croissant (with its Responsible-AI
@@ -15,6 +16,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from expunge.release.card import bank_key, counts_text, dataset_card, release_notes
 
 CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
 RAI_1_0 = "http://mlcommons.org/croissant/RAI/1.0"
@@ -117,15 +120,10 @@ def parquet_columns(path: str | Path) -> list[tuple[str, str]]:
     return [(f.name, str(f.type)) for f in schema]
 
 
-def _bank_key(bank: dict[str, Any]) -> str:
-    """The key summary.json's ``removed_by_bank`` uses for a bank."""
-    return f"{bank['name']}@v{bank['version']}"
-
-
 def _banks_text(banks: list[dict[str, Any]], removed_by_bank: dict[str, int]) -> str:
     parts = []
     for b in banks:
-        hits = removed_by_bank.get(_bank_key(b))
+        hits = removed_by_bank.get(bank_key(b))
         thr = f", threshold {b['threshold']}" if b.get("threshold") is not None else ""
         hit_text = f", {hits} rows matched" if hits is not None else ""
         parts.append(
@@ -133,26 +131,6 @@ def _banks_text(banks: list[dict[str, Any]], removed_by_bank: dict[str, int]) ->
             f"source: {b.get('source') or 'unstated'}{hit_text})"
         )
     return "; ".join(parts) if parts else "none"
-
-
-def _release_notes(summary: dict[str, Any]) -> list[str]:
-    """What a diff against the previous release reveals: the cover's promise, or the warning that
-    there is none."""
-    notes = []
-    cover = summary.get("cover")
-    if isinstance(cover, dict):
-        notes.append(
-            f"Cover set (k = {cover.get('k')}): removed rows include rows that were not flagged, so that "
-            f"{cover.get('rule')}."
-        )
-    if summary.get("notice"):
-        text = str(summary["notice"])
-        notes.append("Note: " + text[:1].upper() + text[1:])
-    return notes
-
-
-def _counts_text(by: dict[str, int]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(by.items())) or "none"
 
 
 def _record_set(manifest: dict[str, Any], columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -288,9 +266,9 @@ def croissant(
             f"Every row was checked against these hash lists (banks): {banks_text}.",
             f"Removal policy: {policy.get('remove', 'any finding of a listed bank')}. "
             f"{counts['rows_removed']} rows removed; matches by signal (a row can match several): "
-            f"{_counts_text(counts.get('removed_by_signal', {}))}.",
+            f"{counts_text(counts.get('removed_by_signal', {}))}.",
             f"Quarantine policy: {policy.get('quarantine', 'rows that cannot be checked')}. "
-            f"{counts['rows_quarantined']} rows quarantined; by reason: {_counts_text(quarantined)}.",
+            f"{counts['rows_quarantined']} rows quarantined; by reason: {counts_text(quarantined)}.",
             f"{counts['rows_kept']} of {counts['rows_in']} rows kept. The shards are bound by a Merkle root "
             f"({manifest['merkle_root']}) in MANIFEST.json; `expunge verify` recomputes it.",
         ],
@@ -302,7 +280,7 @@ def croissant(
             "Hash lists only catch material already known to and listed by the list providers; new or "
             "unlisted material, and copies whose hash differs (re-encoded, resized, other URL forms not "
             "covered by the listed signals), are not detected.",
-            f"{counts['rows_quarantined']} rows could not be checked ({_counts_text(quarantined)}) and "
+            f"{counts['rows_quarantined']} rows could not be checked ({counts_text(quarantined)}) and "
             "were held out of the release rather than kept unverified; they are not known to be abusive.",
             "The release is only as current as the list versions named above; re-run against newer lists.",
         ],
@@ -312,7 +290,7 @@ def croissant(
             "views any row, and flagged content is not copied anywhere. Per-row records of what was "
             "removed name rows by keyed hash and position only, never their content or the matched hash "
             "values; " + str(summary.get("records", "they stay with the publisher")) + ".",
-            *_release_notes(summary),
+            *release_notes(summary),
         ],
         "rai:dataUseCases": [
             "A drop-in replacement for the source dataset with known-abuse material removed.",
@@ -342,102 +320,4 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _size_category(rows: int) -> str:
-    """The Hugging Face ``size_categories`` bucket for a row count."""
-    for limit, label in (
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-        (10_000_000, "1M<n<10M"),
-        (100_000_000, "10M<n<100M"),
-        (1_000_000_000, "100M<n<1B"),
-        (10_000_000_000, "1B<n<10B"),
-    ):
-        if rows < limit:
-            return label
-    return "n>1T" if rows >= 1_000_000_000_000 else "10B<n<100B"
-
-
-def _yaml_str(value: str) -> str:
-    """A YAML scalar for any string: JSON strings are valid YAML double-quoted scalars."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def dataset_card(manifest: dict[str, Any], summary: dict[str, Any], *, name: str) -> str:
-    """A Hugging Face dataset-card snippet: YAML front matter plus a short section on the cleaning.
-
-    The YAML is written by hand (every string JSON-quoted, which YAML accepts) so the package needs no
-    YAML library, and the output is byte-stable.
-    """
-    counts = manifest["counts"]
-    banks: list[dict[str, Any]] = manifest.get("banks", [])
-    removed_by_bank: dict[str, int] = summary.get("removed_by_bank", {})
-    quarantined: dict[str, int] = summary.get("quarantined_by_reason", {})
-    lines = [
-        "---",
-        f"pretty_name: {_yaml_str(name)}",
-        "tags:",
-        "  - expunge",
-        "  - cleaned",
-        "size_categories:",
-        f"  - {_size_category(int(counts['rows_kept']))}",
-        "expunge:",
-        f"  tool: {_yaml_str(manifest['tool'])}",
-        f"  source: {_yaml_str(manifest['input']['dataset'])}",
-        f"  merkle_root: {_yaml_str(manifest['merkle_root'])}",
-        f"  rows_in: {int(counts['rows_in'])}",
-        f"  rows_kept: {int(counts['rows_kept'])}",
-        f"  rows_removed: {int(counts['rows_removed'])}",
-        f"  rows_quarantined: {int(counts['rows_quarantined'])}",
-    ]
-    if banks:
-        lines.append("  banks:")
-        for b in banks:
-            lines += [
-                f"    - name: {_yaml_str(str(b['name']))}",
-                f"      version: {_yaml_str(str(b['version']))}",
-                f"      signal: {_yaml_str(str(b['signal']))}",
-                f"      entries: {int(b['count'])}",
-                f"      rows_matched: {int(removed_by_bank.get(_bank_key(b), 0))}",
-            ]
-    else:
-        lines.append("  banks: []")
-    lines.append("---")
-    bank_rows = [
-        f"| {b['name']} | {b['version']} | {b['signal']} | {b['count']} | "
-        f"{removed_by_bank.get(_bank_key(b), 0)} |"
-        for b in banks
-    ]
-    body = [
-        "",
-        "## Known-abuse material removed",
-        "",
-        f"This release was cleaned with `{manifest['tool']}` from `{manifest['input']['dataset']}`: "
-        f"{counts['rows_removed']} of {counts['rows_in']} rows matched a known-abuse hash list and were "
-        f"removed, and {counts['rows_quarantined']} rows that could not be checked "
-        f"({_counts_text(quarantined)}) were quarantined. {counts['rows_kept']} rows remain.",
-        "",
-        "| bank | version | signal | entries | rows matched |",
-        "|---|---|---|---|---|",
-        *bank_rows,
-        "",
-        "A row can match more than one bank; every matching row was removed.",
-        "",
-        *[line + "\n" for line in _release_notes(summary)],
-        "Flagged rows were removed without being accessed by anyone: matching compares automatically "
-        "computed hashes, and no flagged content is copied into the release. Hash lists only catch "
-        "material already known to the list providers, so this is not a guarantee that no harmful content "
-        "remains.",
-        "",
-        "### Verify",
-        "",
-        f"`MANIFEST.json` lists every shard's SHA-256 and binds them with the Merkle root "
-        f"`{manifest['merkle_root']}`. To check the files you downloaded and the publisher's signature:",
-        "",
-        "```",
-        "expunge verify RELEASE --pubkey KEY",
-        "```",
-        "",
-    ]
-    return "\n".join(lines + body)
+__all__ = ["croissant", "dataset_card", "dumps", "parquet_columns"]
