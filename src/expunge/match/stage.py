@@ -25,6 +25,7 @@ from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
 from expunge.matchers.base import Findings, Matcher, Probe
 from expunge.matchers.registry import get_matcher
 from expunge.signals import get_signal
+from expunge.stages import done
 from expunge.store import Store
 
 FINDINGS_SCHEMA = pa.schema(
@@ -160,7 +161,7 @@ def match_shard(task: MatchTask) -> MatchResult:
     store = Store(task.store_root)
     index_dir = Path(task.index_dir)
     state_path = Path(task.state_path)
-    state: dict[str, int] = atomic.read_json(state_path) if state_path.is_file() else {}
+    state: dict[str, int] = done.read_record(state_path) or {}
     existing = read_findings(Path(task.findings_path)) if state else empty_findings()
     result = MatchResult(task.shard_name)
     parts: list[pa.Table] = []
@@ -206,7 +207,7 @@ def match_shard(task: MatchTask) -> MatchResult:
     table = _dedupe_sorted(pa.concat_tables(parts) if parts else empty_findings())
     with atomic.atomic_path(Path(task.findings_path), store.tmp) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-    atomic.write_json(state_path, new_state, store.tmp)
+    done.mark_done(state_path, new_state, store.tmp)  # last: the findings are done
     for ref in task.banks:
         sel = table.filter(pc.equal(table.column("bank"), ref.name))
         result.by_bank[ref.name] = len(np.unique(sel.column("row").to_numpy())) if sel.num_rows else 0

@@ -29,6 +29,7 @@ from expunge.formats import Shard
 from expunge.formats.base import CleanRows, CleanTarget, ShardOutputs
 from expunge.index.build import content_sha256, read_quarantine
 from expunge.match.stage import BankRef, read_findings
+from expunge.stages import done
 from expunge.store import Store
 
 RECORD_SCHEMA = pa.schema(
@@ -174,12 +175,12 @@ def clean_shard(task: CleanTask) -> CleanResult:
     drop = _drop_keys(task, gone)
     planned = _outputs(task, drop)
     outputs = planned.files
-    if marker.is_file() and records_path.is_file() and all(p.is_file() for p in outputs):
-        done = atomic.read_json(marker)
-        if done.get("plan") == plan and sum(os.path.getsize(p) for p in outputs) == done.get("size"):
-            result = CleanResult(**done)
-            result.resumed = True
-            return result
+    record = done.read_record(marker)
+    fingerprint = lambda: {"plan": plan, "size": sum(os.path.getsize(p) for p in outputs)}  # noqa: E731
+    if record is not None and done.is_done(record, fingerprint, [records_path, *outputs]):
+        result = CleanResult(**record)
+        result.resumed = True
+        return result
     tmp_dir = Path(task.tmp_dir)
     _confirm_source(task)
     rows = CleanRows(rows_in, gone, drop, task.key_column)
@@ -215,7 +216,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
     )
     marker_data = asdict(result)
     marker_data["resumed"] = False
-    atomic.write_json(marker, marker_data, tmp_dir)
+    done.mark_done(marker, marker_data, tmp_dir)
     result.seconds = time.perf_counter() - started
     return result
 
