@@ -34,6 +34,9 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
+from expunge.formats import Shard
+from expunge.index.build import read_quarantine
+from expunge.index.images import IMAGES_FILE
 
 _STATE_FORMAT = b"expunge-cover/1"
 
@@ -44,6 +47,45 @@ class ShardCandidates:
     flagged: np.ndarray  # sorted row indices with findings
     quarantined: np.ndarray  # rows that go anyway, for a reason anyone can see (bad URL, bad image)
     dead: np.ndarray  # dead links (status not success): kept unless drawn, never counted
+
+
+@dataclass(frozen=True)
+class CandidatesTask:
+    """One shard's part of the cover plan, run on the executor beside the shard's data."""
+
+    shard: Shard
+    index_dir: str
+    findings_path: str
+    banks: tuple[str, ...]  # the banks whose findings are flagged rows
+    url_scope: bool
+    image_scope: bool
+
+
+def shard_candidates(task: CandidatesTask) -> tuple[str, ShardCandidates]:
+    """Where one shard's flagged rows are, which rows go anyway for a public reason, and which links
+    are dead: row indices only, from the store's index and findings and the metadata's status column."""
+    index_dir, shard = Path(task.index_dir), task.shard
+    q = read_quarantine(index_dir)
+    path = Path(task.findings_path)
+    findings = pq.read_table(path, columns=["row", "bank"]) if path.is_file() else None
+    flagged = np.zeros(0, dtype=np.int64)
+    if findings is not None and findings.num_rows:
+        mine = findings.filter(pc.is_in(findings.column("bank"), pa.array(sorted(task.banks))))
+        flagged = np.unique(mine.column("row").to_numpy())
+    quarantined = np.flatnonzero(q) if task.url_scope else np.zeros(0, dtype=np.int64)
+    if task.image_scope and (index_dir / IMAGES_FILE).is_file():
+        images = pq.read_table(index_dir / IMAGES_FILE, columns=["row", "error"])
+        bad = images.filter(images.column("error").is_valid()).column("row").to_numpy()
+        quarantined = np.union1d(quarantined, bad)
+    quarantined = np.setdiff1d(quarantined, flagged)
+    dead = np.zeros(0, dtype=np.int64)
+    if shard.metadata and "status" in shard.handler.column_names(shard):
+        status = np.concatenate(
+            [c.to_numpy(zero_copy_only=False) for c in shard.handler.iter_column(shard, "status")]
+            or [np.zeros(0)]
+        )
+        dead = np.setdiff1d(np.flatnonzero(status != "success"), np.union1d(flagged, quarantined))
+    return shard.name, ShardCandidates(len(q), flagged, quarantined, dead)
 
 
 @dataclass
