@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from expunge.features.base import Feature, parse_feature
+from expunge.features.base import DIGESTS, URL_RECIPES, Feature, FeatureKind, parse_feature, register_kind
 from expunge.features.digest import as_binary, digest_array
+from expunge.features.text import utf8_invalid_mask
 from expunge.features.urlcanon import canonicalize_array, expressions, host_suffixes, stripped_array
 
 Q_OK = 0
@@ -31,33 +34,6 @@ QUARANTINE_REASONS = {
     Q_NOT_UTF8: "non_utf8_url",
     Q_UNPARSEABLE: "unparseable_url",
 }
-
-
-def _utf8_invalid_mask(raw: pa.Array) -> np.ndarray:
-    """Rows whose bytes are not UTF-8, found by bisection with Arrow's C validator.
-
-    The common case is one validation of the whole batch. A few bad rows cost a few validations of
-    shrinking slices each, never a Python call per row.
-    """
-    text_type = pa.large_string() if pa.types.is_large_binary(raw.type) else pa.string()
-    bad = np.zeros(len(raw), dtype=bool)
-    pending = [(0, len(raw))]
-    while pending:
-        start, length = pending.pop()
-        if length == 0:
-            continue
-        try:
-            raw.slice(start, length).view(text_type).validate(full=True)
-            continue
-        except pa.ArrowInvalid:
-            pass
-        if length == 1:
-            bad[start] = True
-            continue
-        half = length // 2
-        pending.append((start, half))
-        pending.append((start + half, length - half))
-    return bad
 
 
 class UrlBatch:
@@ -96,7 +72,7 @@ class UrlBatch:
             trimmed = pc.ascii_trim_whitespace(self.raw.view(text_type))
             empty = pc.equal(pc.binary_length(trimmed), 0).fill_null(False).to_numpy(zero_copy_only=False)
             q[empty & unparseable] = Q_EMPTY
-        q[_utf8_invalid_mask(self.raw)] = Q_NOT_UTF8
+        q[utf8_invalid_mask(self.raw)] = Q_NOT_UTF8
         q[null] = Q_NULL
         return q
 
@@ -112,13 +88,31 @@ class UrlBatch:
     def feature(self, name: str | Feature) -> pa.Array:
         """The feature column for this batch (null where the row yields no value)."""
         f = parse_feature(name) if isinstance(name, str) else name
-        if f.kind == "url":
-            return digest_array(self.recipe(str(f.recipe)), f.algo)
-        if f.kind == "url_expr":
-            return _multi(self.canonical, expressions, f)
-        if f.kind == "domain":
-            return _multi(self.canonical, host_suffixes, f)
-        raise KeyError(f"unknown URL feature {f.name!r}")
+        if f.spec.batch_type is not UrlBatch:
+            raise KeyError(f"unknown URL feature {f.name!r}")
+        return f.spec.values(self, f)
+
+
+@dataclass(frozen=True)
+class UrlDigestKind(FeatureKind):
+    """``url:RECIPE:ALGO``: one digest per row of the URL's recipe bytes (DuckDB, one call per batch)."""
+
+    batch_type: ClassVar[Any] = UrlBatch
+
+    def values(self, batch: UrlBatch, feature: Feature) -> pa.Array:
+        return digest_array(batch.recipe(str(feature.recipe)), feature.algo)
+
+
+@dataclass(frozen=True)
+class UrlExpansionKind(FeatureKind):
+    """A list per row: the digest of every expansion of the canonical URL."""
+
+    batch_type: ClassVar[Any] = UrlBatch
+    expand: Callable[[bytes], list[bytes]] | None = None
+
+    def values(self, batch: UrlBatch, feature: Feature) -> pa.Array:
+        assert self.expand is not None
+        return _multi(batch.canonical, self.expand, feature)
 
 
 def _multi(canonical: pa.Array, expand: Callable[[bytes], list[bytes]], f: Feature) -> pa.Array:
@@ -130,3 +124,10 @@ def _multi(canonical: pa.Array, expand: Callable[[bytes], list[bytes]], f: Featu
             continue
         out.append([hashlib.new(f.algo, e).digest() for e in expand(value)])
     return pa.array(out, type=pa.list_(pa.binary(f.width)))
+
+
+URL = register_kind(UrlDigestKind("url", "url", DIGESTS, URL_RECIPES))
+#: Safe Browsing expressions (host suffix x path prefix).
+URL_EXPR = register_kind(UrlExpansionKind("url_expr", "url", DIGESTS, multi=True, expand=expressions))
+#: The host and its parent domains.
+DOMAIN = register_kind(UrlExpansionKind("domain", "url", DIGESTS, multi=True, expand=host_suffixes))

@@ -1,8 +1,11 @@
-"""The index stage's per-shard task: read the URL column once, store compact per-row features.
+"""The index stage's per-shard task: read each needed column once, store compact per-row features.
 
-Per shard the index holds ``rows.parquet`` (one quarantine code per row) and one parquet file per
-feature (binary digests, never hex, never the URL). A shard is re-read only when its content changes
-or a new list needs a feature it does not have yet; then only the missing features are computed.
+Per shard the index holds ``rows.parquet`` (one quarantine code per row, from the URL column) and one
+parquet file per feature (binary digests, never hex, never the URL or caption). Features are grouped
+by their kind's source column role (:attr:`expunge.features.base.FeatureKind.source`); each role's
+column is read once, through the shard's format, and every kind computes its values from the same
+batches. A shard is re-read only when its content changes or a new list needs a feature it does not
+have yet; then only the missing features are computed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,10 +26,14 @@ import pyarrow.parquet as pq
 from expunge import atomic
 from expunge.config import MAX_PIXELS
 from expunge.errors import ExpungeError
-from expunge.features.base import parse_feature
+from expunge.features.base import IMAGE_SOURCE, Feature, parse_feature
 from expunge.features.url import QUARANTINE_REASONS, UrlBatch
 from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
+
+# Signal modules (built-in and plug-in) register the feature kinds they bring: importing the registry
+# makes every stored feature name parse in this process too (workers start fresh).
+from expunge.signals import registry as _signals  # noqa: F401
 
 ROWS_FILE = "rows.parquet"
 SAMPLES_FILE = "samples.parquet"
@@ -54,10 +62,15 @@ class IndexTask:
     key_column: str | None = None  # links tar samples to metadata rows
     dihedral: bool = False
     max_pixels: int = MAX_PIXELS
+    caption_column: str | None = None  # what the ``caption`` role resolves to (None: the dataset has none)
 
     @property
     def shard_name(self) -> str:
         return self.shard.name
+
+    def column(self, role: str) -> str | None:
+        """The dataset column a feature source role resolves to (None: the dataset has no such column)."""
+        return {"url": self.url_column, "caption": self.caption_column}.get(role)
 
 
 @dataclass
@@ -105,16 +118,19 @@ def index_shard(task: IndexTask) -> IndexResult:
     out_dir = Path(task.index_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(task.tmp_dir)
-    url_features = tuple(f for f in features if not parse_feature(f).is_image)
-    image_features = tuple(f for f in features if parse_feature(f).is_image)
+    by_source: dict[str, list[Feature]] = {}
+    for name in features:
+        f = parse_feature(name)
+        by_source.setdefault(f.source, []).append(f)
+    image_features = by_source.pop(IMAGE_SOURCE, [])
     result = IndexResult(task.shard_name, size, mtime, sha, -1, list(features))
     orphans = 0
     has_images = fmt.has_images
     if rows_needed and has_images:
         orphans = _index_samples(task, out_dir, tmp_dir)
         result.orphans = orphans
-    if rows_needed or url_features:
-        q, _ = _index_urls(task, out_dir, tmp_dir, url_features, rows_needed)
+    if rows_needed or by_source:
+        q = _index_columns(task, out_dir, tmp_dir, by_source, rows_needed)
         if rows_needed:
             q = np.concatenate([q, np.zeros(orphans, dtype=np.uint8)])
             with atomic.atomic_path(out_dir / ROWS_FILE, tmp_dir) as tmp:
@@ -192,60 +208,84 @@ def _batched(arrays: Iterator[pa.Array], rows: int = 1 << 17) -> Iterator[pa.Arr
         yield pa.concat_arrays(pending)
 
 
-def _index_urls(
-    task: IndexTask, out_dir: Path, tmp_dir: Path, features: tuple[str, ...], rows_needed: bool
-) -> tuple[np.ndarray, int]:
-    """Stream the URL column once: quarantine codes and every URL feature asked for."""
+# How a role is named in a refusal (the option that sets its column is ``--ROLE-column``).
+_ROLE_LABEL = {"url": "URL"}
+
+
+def _index_columns(
+    task: IndexTask, out_dir: Path, tmp_dir: Path, by_source: dict[str, list[Feature]], rows_needed: bool
+) -> np.ndarray:
+    """Read each needed column once and write every feature of it; returns the rows' quarantine codes
+    (from the URL column when ``rows_needed``: quarantine is about URLs, whatever the lists).
+
+    A row whose caption (or other non-URL source) is null yields a null value, which no list matches:
+    it is not quarantined for it.
+    """
     shard, fmt = task.shard, task.shard.handler
     if not shard.metadata:  # images on their own: rows are the samples, all checkable by image
         n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if fmt.has_images else 0
-        return np.zeros(n, dtype=np.uint8), n
-    if task.url_column is None:
-        if features:
-            raise ExpungeError("URL lists need a URL column (set --url-column)", shard.metadata)
-        n = fmt.rows(shard)
-        return np.zeros(n, dtype=np.uint8), n
+        return np.zeros(n, dtype=np.uint8)
+    for role, needed in by_source.items():
+        if needed and task.column(role) is None:
+            label = _ROLE_LABEL.get(role, role)
+            raise ExpungeError(f"{label} lists need a {label} column (set --{role}-column)", shard.metadata)
+    q: np.ndarray | None = None
+    roles = sorted(by_source, key=lambda r: (r != "url", r))
+    if rows_needed and "url" not in by_source and task.url_column is not None:
+        roles.insert(0, "url")
+    for role in roles:
+        column = task.column(role)
+        assert column is not None
+        quarantine = rows_needed and role == "url"
+        qs = _index_column(task, column, by_source.get(role, []), out_dir, tmp_dir, quarantine)
+        if quarantine:
+            q = np.concatenate(qs) if qs else np.zeros(0, dtype=np.uint8)
+    if q is None:
+        q = np.zeros(fmt.rows(shard) if rows_needed else 0, dtype=np.uint8)
+    return q
+
+
+def _index_column(
+    task: IndexTask,
+    column: str,
+    features: list[Feature],
+    out_dir: Path,
+    tmp_dir: Path,
+    quarantine: bool,
+) -> list[np.ndarray]:
+    """Stream one column: every feature of it, and the URL quarantine codes when asked."""
+    shard, fmt = task.shard, task.shard.handler
     writers: dict[str, pq.ParquetWriter] = {}
     tmp_paths: dict[str, Path] = {}
-    names = [feature_file(f) for f in features]
     qs: list[np.ndarray] = []
-    rows = 0
     with contextlib.ExitStack() as stack:
-        for name in names:
-            tmp_paths[name] = stack.enter_context(atomic.atomic_path(out_dir / name, tmp_dir))
+        for f in features:
+            tmp_paths[f.file] = stack.enter_context(atomic.atomic_path(out_dir / f.file, tmp_dir))
         try:
-            for urls in _batched(fmt.iter_text(shard, task.url_column)):
-                batch = UrlBatch(urls)
-                rows += len(batch)
-                if rows_needed:
-                    qs.append(batch.quarantine)
+            for values in _batched(fmt.iter_text(shard, column)):
+                wrapped: dict[Any, Any] = {}  # one wrapper per batch type: derived forms computed once
+                if quarantine:
+                    wrapped[UrlBatch] = UrlBatch(values)
+                    qs.append(wrapped[UrlBatch].quarantine)
                 for f in features:
-                    arr = batch.feature(f)
-                    name = feature_file(f)
-                    writer = writers.get(name)
+                    kind = f.spec
+                    if kind.batch_type not in wrapped:
+                        wrapped[kind.batch_type] = kind.batch_type(values)
+                    arr = kind.values(wrapped[kind.batch_type], f)
+                    writer = writers.get(f.file)
                     if writer is None:
                         writer = pq.ParquetWriter(
-                            tmp_paths[name], pa.schema([("v", arr.type)]), compression="none"
+                            tmp_paths[f.file], pa.schema([("v", arr.type)]), compression="none"
                         )
-                        writers[name] = writer
+                        writers[f.file] = writer
                     writer.write_table(pa.table([arr], schema=writer.schema))
-            for name in names:
-                if name not in writers:  # empty shard: still leave a valid, empty file
-                    pq.write_table(
-                        pa.table({"v": pa.array([], _feature_type(name, features))}), tmp_paths[name]
-                    )
+            for f in features:
+                if f.file not in writers:  # empty shard: still leave a valid, empty file
+                    pq.write_table(pa.table({"v": pa.array([], f.value_type)}), tmp_paths[f.file])
         finally:
             for writer in writers.values():
                 writer.close()
-    q = np.concatenate(qs) if qs else np.zeros(0, dtype=np.uint8)
-    return q, rows
-
-
-def _feature_type(name: str, features: tuple[str, ...]) -> pa.DataType:
-    for f in map(parse_feature, features):
-        if f.file == name:
-            return pa.list_(pa.binary(f.width)) if f.multi else pa.binary(f.width)
-    raise KeyError(name)
+    return qs
 
 
 def read_quarantine(index_dir: Path) -> np.ndarray:
