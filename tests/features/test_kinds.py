@@ -18,7 +18,7 @@ from expunge.errors import ExpungeError
 from expunge.features.base import KINDS, Feature, FeatureKind, parse_feature, register_kind
 from expunge.features.digest import digest_array
 from expunge.features.url import UrlBatch
-from expunge.formats.registry import discover
+from expunge.formats.base import Shard
 from expunge.index.build import IndexTask, index_shard, read_feature, read_quarantine
 
 
@@ -53,7 +53,7 @@ def kinds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     parse_feature.cache_clear()
 
 
-def _shard(tmp_path: Path) -> Any:
+def _shard(tmp_path: Path) -> Shard:
     table = pa.table(
         {
             "url": ["http://river.example/A.jpg", None, "not a url", "http://hill.example/b.png"],
@@ -61,8 +61,8 @@ def _shard(tmp_path: Path) -> Any:
         }
     )
     pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=2)
-    _, shards, _ = discover([str(tmp_path / "part-0.parquet")])
-    return shards[0]
+    path = str(tmp_path / "part-0.parquet")
+    return Shard("part-0.parquet", "parquet", path, metadata=path)
 
 
 def _task(tmp_path: Path, features: tuple[str, ...], caption: str | None = "caption") -> IndexTask:
