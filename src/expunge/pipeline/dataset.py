@@ -57,7 +57,10 @@ def open_dataset(store: Store, specs: list[str], config: RunConfig | None = None
     if path.is_file():
         saved = atomic.read_json(path)
         # An index written by an older layout (say, first-image-only image rows) is rebuilt in full.
-        if saved.get("columns", {}).get("url") == columns.url and saved.get("index_format") == INDEX_FORMAT:
+        # Features are computed from the URL and caption columns: another column means another index.
+        cols = saved.get("columns", {})
+        same = cols.get("url") == columns.url and cols.get("caption", columns.caption) == columns.caption
+        if same and saved.get("index_format") == INDEX_FORMAT:
             state = saved.get("shards", {})
     return Dataset(ds_id, root, list(specs), shards, columns, state, kind, config.dihedral, config.max_pixels)
 

@@ -31,8 +31,9 @@ from expunge.store import Store
 
 
 def scopes(banks: list[BankInfo]) -> tuple[bool, bool]:
-    """Whether URL lists and image lists are in use (each quarantines what it cannot check)."""
-    url_scope = any(not parse_feature(b.feature).is_image for b in banks)
+    """Whether URL lists and image lists are in use (each quarantines what it cannot check). Lists of
+    other columns (captions) quarantine nothing: a row whose caption is null is simply not matched."""
+    url_scope = any(parse_feature(b.feature).source == "url" for b in banks)
     image_scope = any(parse_feature(b.feature).is_image for b in banks)
     return url_scope, image_scope
 

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from expunge.errors import ExpungeError
-from expunge.features.base import parse_feature
+from expunge.features.base import IMAGE_SOURCE, parse_feature
 from expunge.index.build import ROWS_FILE, IndexResult, IndexTask, fingerprint
 from expunge.index.images import DIHEDRAL_FEATURE, IMAGE_FEATURES
 from expunge.lists.bank import BankInfo
@@ -28,11 +28,18 @@ def features_for(ds: DatasetView, banks: list[BankInfo]) -> list[str]:
         features = sorted(
             set(features) | set(IMAGE_FEATURES) | ({DIHEDRAL_FEATURE} if ds.dihedral else set())
         )
-    url_banks = [b.name for b in banks if not parse_feature(b.feature).is_image]
-    if url_banks and ds.columns.url is None:
-        raise ExpungeError(
-            f"URL lists ({', '.join(url_banks)}) need a URL column, and this dataset has none", ds.root
-        )
+    # Each column role a bank's feature is computed from (url, caption) must resolve to a column.
+    by_role: dict[str, list[str]] = {}
+    for b in banks:
+        role = parse_feature(b.feature).source
+        if role != IMAGE_SOURCE:
+            by_role.setdefault(role, []).append(b.name)
+    for role, names in by_role.items():
+        if getattr(ds.columns, role, None) is None:
+            label = "URL" if role == "url" else role
+            lists = ", ".join(names)
+            message = f"{label} lists ({lists}) need a {label} column, and this dataset has none"
+            raise ExpungeError(message, ds.root)
     return features
 
 
@@ -56,6 +63,7 @@ def plan(store: Store, ds: DatasetView, features: list[str]) -> list[IndexTask]:
         base = IndexTask(
             shard=shard,
             url_column=ds.columns.url,
+            caption_column=ds.columns.caption,
             index_dir=str(index_dir),
             tmp_dir=str(store.tmp),
             features=tuple(features),
