@@ -62,6 +62,7 @@ def test_stored_feature_names_are_unchanged() -> None:
         "image:sha1",
         "image:sha256",
         "image:pdq",
+        "caption:nfc:sha256",
     }
     assert parse_feature("url:canonical:sha1").file == "url_canonical_sha1.parquet"
     assert parse_feature("url_expr:sha256").multi and parse_feature("domain:sha256").multi

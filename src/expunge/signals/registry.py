@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from expunge.signals.base import Signal
+from expunge.signals.caption import CAPTION_SHA256
 from expunge.signals.domain import DOMAIN
 from expunge.signals.expression import URL_EXPRESSION_SHA256
 from expunge.signals.image import PDQ, image_digest
@@ -66,4 +67,5 @@ register(image_digest("image_md5", "md5"))
 register(image_digest("image_sha1", "sha1"))
 register(image_digest("image_sha256", "sha256"))
 register(PDQ)
+register(CAPTION_SHA256)
 load_plugins()
