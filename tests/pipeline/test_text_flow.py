@@ -133,3 +133,26 @@ def test_binary_file_refused_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "not a text file" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_caption_lists_work_on_a_headerless_cc3m_file(tmp_path: Path) -> None:
+    """The caption is column 0 of CC3M's ``caption<TAB>url``: reading it must not trip the check that
+    the shard's URLs are where the dataset's URL column says (found when caption lists were added)."""
+    import unicodedata
+
+    captions = [f"a neutral photo of a teapot number {i}" for i in range(12)]
+    lines = [f"{c}\thttps://img{i % 3}.photos.example/{i}.jpg\n".encode() for i, c in enumerate(captions)]
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "cc3m.tsv").write_bytes(b"".join(lines))
+    listed = {2, 7}
+    digests = [hashlib.sha256(unicodedata.normalize("NFC", captions[i]).encode()).hexdigest() for i in listed]
+    (tmp_path / "captions.txt").write_text("# SYNTHETIC\n" + "\n".join(digests) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "expunge.cli", "clean", "ds", "--list", "captions.txt:caption_sha256",
+         "--caption-column", "0", "--out", "out", "--json", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows_removed"] == len(listed)
+    kept = (tmp_path / "out" / "cc3m.tsv").read_bytes()
+    assert kept == b"".join(line for i, line in enumerate(lines) if i not in listed)

@@ -105,6 +105,11 @@ class ShardFormat(ABC):
         """The key column when none is given, or None to let column detection pick one."""
         return None
 
+    def check_url_column(self, shard: Shard, column: str) -> None:
+        """Refuse a shard whose URLs are not in the dataset's URL column (detected on one shard and used
+        for all): reading another column as URLs would match nothing and publish every row."""
+        return None
+
     def detect_columns(
         self,
         metadata: str,

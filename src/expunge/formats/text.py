@@ -303,9 +303,6 @@ def iter_values(path: str, column: str, text: bool = False) -> Iterator[pa.Array
     lay = layout(path)
     if lay.columns or lay.kind == "jsonl":  # without any column every row is one that does not parse
         column = _resolve(lay, column, path) if lay.kind != "jsonl" else column
-    url_at = lay.url_by_values
-    if text and lay.kind != "jsonl" and not lay.header and url_at and column not in url_at:
-        raise ExpungeError(f"this shard's URLs are in column {_show(url_at)}, not {_show([column])}", path)
     out: list[str | None] = []
     for value in _rows(path, lay):
         out.append(None if value is None or not lay.columns else _value(lay, value, column, text))
@@ -420,6 +417,17 @@ class TextFormat(ShardFormat):
 
     def iter_column(self, shard: Shard, column: str) -> Iterator[pa.Array]:
         return iter_values(shard.location, column)
+
+    def check_url_column(self, shard: Shard, column: str) -> None:
+        lay = layout(shard.location)
+        if lay.kind == "jsonl" or lay.header or not lay.columns:
+            return
+        column = _resolve(lay, column, shard.location)
+        url_at = lay.url_by_values
+        if url_at and column not in url_at:
+            raise ExpungeError(
+                f"this shard's URLs are in column {_show(url_at)}, not {_show([column])}", shard.location
+            )
 
     def iter_text(self, shard: Shard, column: str) -> Iterator[pa.Array]:
         return iter_values(shard.location, column, text=True)

@@ -237,6 +237,8 @@ def _index_columns(
         column = task.column(role)
         assert column is not None
         quarantine = rows_needed and role == "url"
+        if role == "url":
+            shard.handler.check_url_column(shard, column)
         qs = _index_column(task, column, by_source.get(role, []), out_dir, tmp_dir, quarantine)
         if quarantine:
             q = np.concatenate(qs) if qs else np.zeros(0, dtype=np.uint8)
