@@ -129,7 +129,7 @@ class LocalExecutor:
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["expunge.pipeline.tasks"])
+            ctx.set_forkserver_preload(["expunge.stages.tasks"])
             # Made before the forkserver and resource tracker start: they are exec'd with only the
             # descriptors they need, so this process holds the only write end.
             read, write = ctx.Pipe(duplex=False)

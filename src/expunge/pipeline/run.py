@@ -20,9 +20,7 @@ from expunge.config import RunConfig
 from expunge.engine import Executor
 from expunge.errors import ExpungeError
 from expunge.lists.bank import BankInfo
-from expunge.pipeline.clean import CleanResult
 from expunge.pipeline.dataset import Dataset, bank_infos, check_out_location, open_dataset, save_dataset
-from expunge.pipeline.tasks import clean_shard, index_shard, match_shard
 from expunge.progress import NullReporter, Reporter
 from expunge.release import cover as release_cover
 from expunge.release.assemble import ReleaseParts, assemble
@@ -31,6 +29,8 @@ from expunge.stages import clean as clean_stage
 from expunge.stages import index as index_stage
 from expunge.stages import match as match_stage
 from expunge.stages.base import StageReport
+from expunge.stages.clean_task import CleanResult
+from expunge.stages.tasks import clean_shard, index_shard, match_shard
 from expunge.store import Store
 
 __all__ = ["Dataset", "Pipeline", "StageReport", "bank_infos", "check_out_location", "open_dataset"]

@@ -1,8 +1,8 @@
 """Planning the clean stage: one task per shard, and taking in what the tasks wrote.
 
 A shard's completion record is its marker in the store's private folder for the release (the plan
-hash and output size, see ``expunge.pipeline.clean``); it is trusted only with its records file and
-outputs in place. The per-shard task is ``expunge.pipeline.clean.clean_shard``.
+hash and output size, see ``expunge.stages.clean_task``); it is trusted only with its records file and
+outputs in place. The per-shard task is ``expunge.stages.clean_task.clean_shard``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from expunge import __version__, atomic
 from expunge.engine import Executor
 from expunge.features.base import parse_feature
 from expunge.lists.bank import BankInfo
-from expunge.pipeline.clean import (
+from expunge.stages import done
+from expunge.stages.base import DatasetView
+from expunge.stages.clean_task import (
     RECORD_SCHEMA,
     CleanResult,
     CleanTask,
@@ -24,8 +26,6 @@ from expunge.pipeline.clean import (
     marker_paths,
     read_records,
 )
-from expunge.stages import done
-from expunge.stages.base import DatasetView
 from expunge.stages.match import refs
 from expunge.store import Store
 
