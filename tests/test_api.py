@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from expunge import api
 from tests.conftest import SmallDataset
 
@@ -34,3 +36,13 @@ def test_diff_release_names_changed_shards(small_ds: SmallDataset, tmp_path: Pat
     assert diff["changed"] and small_ds.clean_shard not in diff["changed"]
     assert diff["unchanged"] + len(diff["changed"]) == 4
     assert api.diff_release(tmp_path / "a", tmp_path / "a")["changed"] == []
+
+
+def test_list_spec_takes_any_signals_own_recipes(tmp_path: Path) -> None:
+    from expunge.api import ListSpec
+    from expunge.errors import ExpungeError
+
+    assert ListSpec.parse("a/b.txt:caption_sha256:nfc") == ListSpec(Path("a/b.txt"), "caption_sha256", "nfc")
+    assert ListSpec.parse("c:/x.txt:url_sha1:canonical").recipe == "canonical"
+    with pytest.raises(ExpungeError, match="unknown signal type 'nosuch'"):
+        ListSpec.parse(f"{tmp_path / 'l.txt'}:nosuch")

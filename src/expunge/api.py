@@ -25,7 +25,7 @@ from expunge.pipeline.run import (
     open_dataset,
 )
 from expunge.progress import Reporter
-from expunge.signals import RECIPES, SIGNALS
+from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store, folder_lock
 
 
@@ -41,15 +41,15 @@ class ListSpec:
     def parse(cls, text: str) -> ListSpec:
         parts = text.split(":")
         recipe = signal = None
-        if len(parts) >= 3 and parts[-1] in RECIPES and parts[-2] in SIGNALS:
+        if len(parts) >= 3 and parts[-2] in SIGNALS and parts[-1] in SIGNALS[parts[-2]].recipes:
             recipe, signal, parts = parts[-1], parts[-2], parts[:-2]
         elif len(parts) >= 2 and parts[-1] in SIGNALS:
             signal, parts = parts[-1], parts[:-1]
         elif len(parts) >= 2 and parts[-1] and not Path(text).exists():
-            raise ExpungeError(
-                f"unknown signal type {parts[-1]!r} in --list (known: {', '.join(SIGNALS)})",
-                ":".join(parts[:-1]),
-            )
+            try:
+                get_signal(parts[-1])
+            except KeyError as exc:  # names a plug-in that failed to load, not just "unknown"
+                raise ExpungeError(f"{exc.args[0]} in --list", ":".join(parts[:-1])) from None
         return cls(Path(":".join(parts)), signal, recipe)
 
 
