@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -464,33 +464,33 @@ def _assert_one_change_fails(out: Path, base: Path, mutation: int) -> None:
     assert verify.returncode != 0, f"verify passed after {what}"
 
 
+def _attack(
+    build: Callable[[dict[str, object], Path], Built], spec: dict[str, object], mutation: int
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
+        base = Path(tmp)
+        _check(build(spec, base), base, mutation)
+
+
 @SETTINGS
 @seed(20261201)
 @given(spec=parquet_datasets(), mutation=st.integers(0, 10**6))
 def test_parquet_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
-        base = Path(tmp)
-        _check(build_parquet(spec, base), base, mutation)
+    _attack(build_parquet, spec, mutation)
 
 
 @SETTINGS
 @seed(20261202)
 @given(spec=tar_datasets(), mutation=st.integers(0, 10**6))
 def test_image_tar_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
-    pytest.importorskip("PIL")
-    with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
-        base = Path(tmp)
-        _check(build_tar(spec, base), base, mutation)
+    _attack(build_tar, spec, mutation)
 
 
 @SETTINGS
 @seed(20261203)
 @given(spec=folder_datasets(), mutation=st.integers(0, 10**6))
 def test_image_folder_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
-    pytest.importorskip("PIL")
-    with tempfile.TemporaryDirectory(prefix="expunge-adv-") as tmp:
-        base = Path(tmp)
-        _check(build_folders(spec, base), base, mutation)
+    _attack(build_folders, spec, mutation)
 
 
 def test_canonical_needles_are_what_the_list_hashes() -> None:
