@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from expunge.errors import ExpungeError
-from expunge.formats import text
+from expunge.formats import text, text_read
 from expunge.formats.registry import discover
 
 ROWS = [(f"a neutral caption {i}", f"https://img{i}.example/p/{i}.jpg") for i in range(20)]
@@ -37,11 +37,11 @@ def _plain(path: Path) -> bytes:
 
 
 def _tsv(nl: bytes = b"\n", bom: bool = False) -> bytes:
-    return (text.BOM if bom else b"") + b"".join(f"{c}\t{u}".encode() + nl for c, u in ROWS)
+    return (text_read.BOM if bom else b"") + b"".join(f"{c}\t{u}".encode() + nl for c, u in ROWS)
 
 
 def _urls(path: Path, column: str) -> list[str | None]:
-    return [v for a in text.iter_values(str(path), column, text=True) for v in a.to_pylist()]
+    return [v for a in text_read.iter_values(str(path), column, text=True) for v in a.to_pylist()]
 
 
 @pytest.mark.parametrize("name", ["cc.tsv", "cc.tsv.gz", "cc.tsv.zst"])
@@ -50,13 +50,13 @@ def test_headerless_tsv_detects_columns_and_rewrites_byte_for_byte(
     tmp_path: Path, name: str, nl: bytes, bom: bool
 ) -> None:
     src = _write(tmp_path / name, _tsv(nl, bom))
-    cols = text.detect(str(src), None, None, None, True)
+    cols = text_read.detect(str(src), None, None, None, True)
     assert (cols.url, cols.caption, cols.key) == ("1", "0", None)
-    assert text.count_rows(str(src)) == 20
+    assert text_read.count_rows(str(src)) == 20
     assert _urls(src, "1") == [u for _, u in ROWS]
     dst = tmp_path / ("out-" + name)
     assert text.rewrite(str(src), dst, [0, 5, 19]) == 17
-    want = (text.BOM if bom else b"") + b"".join(
+    want = (text_read.BOM if bom else b"") + b"".join(
         f"{c}\t{u}".encode() + nl for i, (c, u) in enumerate(ROWS) if i not in (0, 5, 19)
     )
     assert _plain(dst) == want
@@ -69,15 +69,15 @@ def test_headerless_tsv_detects_columns_and_rewrites_byte_for_byte(
 
 def test_url_column_by_position_and_header_by_name(tmp_path: Path) -> None:
     src = _write(tmp_path / "h.tsv", b"caption\tURL\n" + _tsv())
-    cols = text.detect(str(src), None, None, None, True)
+    cols = text_read.detect(str(src), None, None, None, True)
     assert (cols.url, cols.caption) == ("URL", "caption")
-    assert text.detect(str(src), "1", "0", None, True).url == "URL"
-    assert text.count_rows(str(src)) == 20
+    assert text_read.detect(str(src), "1", "0", None, True).url == "URL"
+    assert text_read.count_rows(str(src)) == 20
     dst = tmp_path / "o.tsv"
     text.rewrite(str(src), dst, [0])
     assert dst.read_bytes() == b"caption\tURL\n" + _tsv().split(b"\n", 1)[1]
     with pytest.raises(ExpungeError, match="no column"):
-        text.detect(str(src), "7", None, None, True)
+        text_read.detect(str(src), "7", None, None, True)
 
 
 def test_csv_quoted_delimiters_newlines_and_quotes(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_csv_quoted_delimiters_newlines_and_quotes(tmp_path: Path) -> None:
     )
     src = _write(tmp_path / "q.csv", body)
     assert _urls(src, "url") == [f"https://a.example/{i}.jpg" for i in (1, 2, 3)]
-    assert [v for a in text.iter_values(str(src), "caption") for v in a.to_pylist()][1] == (
+    assert [v for a in text_read.iter_values(str(src), "caption") for v in a.to_pylist()][1] == (
         'two\r\nlines and "quotes"'
     )
     dst = tmp_path / "o.csv"
@@ -100,7 +100,7 @@ def test_csv_quoted_delimiters_newlines_and_quotes(tmp_path: Path) -> None:
 def test_jsonl_with_url_and_caption_keys(tmp_path: Path) -> None:
     lines = [json.dumps({"url": u, "caption": c}).encode() + b"\n" for c, u in ROWS[:5]]
     src = _write(tmp_path / "r.jsonl.gz", b"".join(lines))
-    cols = text.detect(str(src), None, None, None, True)
+    cols = text_read.detect(str(src), None, None, None, True)
     assert (cols.url, cols.caption) == ("url", "caption")
     dst = tmp_path / "o.jsonl.gz"
     text.rewrite(str(src), dst, [2])
@@ -109,7 +109,7 @@ def test_jsonl_with_url_and_caption_keys(tmp_path: Path) -> None:
 
 def test_rows_that_do_not_parse_have_no_url(tmp_path: Path) -> None:
     tsv = _write(tmp_path / "m.tsv", _tsv() + b"only one field\n" + b"bad \xff utf8\thttps://x.example/\n\n")
-    assert text.count_rows(str(tsv)) == 22  # the blank line is not a row
+    assert text_read.count_rows(str(tsv)) == 22  # the blank line is not a row
     assert _urls(tsv, "1")[20:] == [None, None]
     bad_json = b'{"url": "https://a.example/"}\n{"url": "https://a.example/", "url": "https://b.example/"}\n'
     bad_json += b'[1]\n{"url": \n{"url": "\\ud800"}\n'
@@ -138,7 +138,7 @@ def test_not_text_is_refused_in_one_line(tmp_path: Path, name: str, data: bytes,
     src = tmp_path / name
     src.write_bytes(data)
     with pytest.raises(ExpungeError, match=message) as err:
-        text.count_rows(str(src))
+        text_read.count_rows(str(src))
     assert "\n" not in err.value.one_line()
 
 
@@ -147,8 +147,8 @@ def test_several_url_columns_refused_and_discovery(tmp_path: Path) -> None:
     assert src is not None
     src.write_bytes(b"".join(f"https://a{i}.example/\thttps://b{i}.example/\n".encode() for i in range(5)))
     with pytest.raises(ExpungeError, match="several URL-like columns"):
-        text.detect(str(src), None, None, None, True)
-    assert text.detect(str(src), "0", None, None, True).url == "0"
+        text_read.detect(str(src), None, None, None, True)
+    assert text_read.detect(str(src), "0", None, None, True).url == "0"
     _, shards, kind = discover([str(tmp_path / "d")])
     assert kind == "text" and [s.name for s in shards] == ["two.tsv"]
     (tmp_path / "d" / "also.parquet").write_bytes(b"PAR1")
