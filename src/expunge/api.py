@@ -16,6 +16,7 @@ from expunge.engine import Executor, make_executor
 from expunge.errors import ExpungeError, StaleShardError
 from expunge.lists.bank import BankInfo, ImportResult, load_info
 from expunge.lists.bank import import_list as _import_list
+from expunge.pipeline.keep import keep_bank
 from expunge.pipeline.run import (
     Dataset,
     Pipeline,
@@ -227,7 +228,7 @@ def apply(
         if lists or banks:
             infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter)
         else:
-            infos = [_keep_bank(s, release, man)]
+            infos = [keep_bank(s.store, s.pipeline, release, man, s.config.url_column)]
         ds = s.dataset(derivative)
         target = check_out_location(s.store, ds, Path(out))
         with folder_lock(target, "the output folder"):
@@ -236,48 +237,6 @@ def apply(
             "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
         )
         return summary
-
-
-def _keep_bank(s: _Session, release: Path, man: dict[str, Any]) -> BankInfo:
-    """A bank of the release's exact-URL digests, built from an index of the release itself."""
-    import tempfile
-
-    import numpy as np
-
-    from expunge.index.build import read_feature
-    from expunge.lists.bank import sorted_unique
-    from expunge.matchers.exact import fixed_to_numpy
-
-    feature = "url:raw:sha256"
-    probe = BankInfo("release-keep", "release_keep", "raw", "release", feature, 32)
-    shards = [str(release / sh["name"]) for sh in man["shards"]]
-    rel = open_dataset(s.store, shards, RunConfig(url_column=s.config.url_column))
-    s.pipeline.index(rel, [probe])
-    parts = []
-    for shard in rel.shards:
-        column = read_feature(s.store.index_dir(rel.id, shard.name), feature)
-        values, valid = fixed_to_numpy(column, 32)
-        parts.append(values[valid])
-    values = sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype="S32")
-    name = f"release-{man['merkle_root'][:12]}"
-    with tempfile.TemporaryDirectory(prefix="expunge-keep-", dir=s.store.tmp) as tmp:
-        listing = Path(tmp) / f"{name}.txt"
-        # One hex line per digest, built in C: a release has as many digests as rows.
-        hexed = np.frombuffer(np.ascontiguousarray(values).tobytes().hex().encode(), dtype=np.uint8)
-        newline = np.full((len(values), 1), ord("\n"), np.uint8)
-        lines = np.concatenate([hexed.reshape(len(values), 64), newline], axis=1)
-        listing.write_bytes(lines.tobytes())
-        _import_list(
-            s.store,
-            listing,
-            name,
-            "release_keep",
-            "raw",
-            f"release {man['merkle_root']}",
-            "release",
-            allow_empty=True,  # an empty release keeps nothing: the safe direction
-        )
-    return load_info(s.store, name)
 
 
 def bank(name: str, store: str | Path = DEFAULT_STORE) -> BankInfo:
