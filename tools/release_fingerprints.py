@@ -5,7 +5,9 @@
 
 Everything runs in this process through the CLI entry point, with one worker (tasks run inline) and a
 fixed store secret, at fixed absolute paths (a dataset's id is derived from its path), so two runs of the
-same code give the same bytes. Synthetic data only.
+same code give the same bytes. Banks imported by ``--list`` are labelled with the import date, so compare
+runs made on the same day (a date change alters the fixtures' summary.json and MANIFEST.json only).
+Synthetic data only.
 """
 
 from __future__ import annotations
