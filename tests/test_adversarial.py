@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from expunge.features.urlcanon import canonicalize
+from expunge.formats.text_read import count_rows
 
 EXAMPLES = int(os.environ.get("EXPUNGE_ADVERSARIAL_EXAMPLES", "12"))
 SETTINGS = settings(
@@ -377,6 +378,64 @@ def build_folders(spec: dict[str, object], base: Path) -> Built:
     return built
 
 
+@st.composite
+def text_datasets(draw: st.DrawFn) -> dict[str, object]:
+    return {
+        "format": "text",
+        "kind": draw(st.sampled_from(["tsv", "csv", "jsonl"])),
+        "compression": draw(st.sampled_from(["", ".gz"])),
+        "newline": draw(st.sampled_from(["\n", "\r\n"])),
+        "bom": draw(st.booleans()),
+        "junk": draw(st.sampled_from(["none", "fields", "utf8", "json"])),
+        "rows": draw(st.integers(1, 25)),
+        "seed": draw(st.integers(0, 2**32)),
+        "draw": draw(st.data()),
+    }
+
+
+def build_text(spec: dict[str, object], base: Path) -> Built:
+    """A CC3M-like headerless TSV, a CSV with a header and quoted fields, or JSONL, with flagged rows and
+    (drawn) rows that do not parse, optionally gzipped, with CRLF line ends and a BOM."""
+    import gzip
+
+    rng = random.Random(spec["seed"])  # type: ignore[arg-type]
+    data: st.DataObject = spec["draw"]  # type: ignore[assignment]
+    n = int(spec["rows"])  # type: ignore[call-overload]
+    urls, captions, md5s, sha1s, needles, flagged = _rows(data.draw, n, "string", rng, "x")
+    kind, nl = str(spec["kind"]), str(spec["newline"])
+    lines: list[bytes] = []
+    if kind == "csv":
+        lines.append(f"caption,url{nl}".encode())
+    for url, caption in zip(urls, captions, strict=True):
+        text = "" if url is None else url.decode("utf-8", "replace")
+        if kind == "tsv":
+            line = f"{caption}\t{text}".replace("\n", " ")
+        elif kind == "csv":
+            line = f'"{caption}, quoted",{text}' if "," not in text and '"' not in text else f"{caption},"
+        else:
+            line = json.dumps({"caption": caption, "url": None if url is None else text})
+        lines.append((line + nl).encode())
+    junk = str(spec["junk"])
+    extra = 0
+    if junk == "fields":
+        lines.append(f"only-one-field{nl}".encode())
+        extra = 1
+    elif junk == "utf8":
+        lines.append(b"caption \xff\xfe" + ("\t" if kind == "tsv" else ",").encode() + b"x" + nl.encode())
+        extra = 1
+    elif junk == "json" and kind == "jsonl":
+        lines.append(b"{not json" + nl.encode())
+        extra = 1
+    body = (b"\xef\xbb\xbf" if spec["bom"] else b"") + b"".join(lines)
+    root = base / "ds"
+    root.mkdir(parents=True)
+    name = f"part.{kind}{spec['compression']}"
+    (root / name).write_bytes(gzip.compress(body, mtime=0) if spec["compression"] else body)
+    built = Built(root, [], needles, n + extra, flagged)
+    built.lists = _write_lists(base / "lists", md5s, sha1s, "plain", [])
+    return built
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -438,6 +497,9 @@ def _check(built: Built, base: Path, mutation: int) -> None:
     for path in out.rglob("*.parquet"):
         if path.name != "removed.parquet":
             kept += pq.ParquetFile(path).metadata.num_rows
+    for path in out.rglob("part.*"):  # the text datasets' shards
+        if path.suffix != ".parquet":
+            kept += count_rows(str(path))
     assert kept == summary["rows_kept"]
     verify = _cli(["verify", str(out)], base)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -491,6 +553,13 @@ def test_image_tar_datasets_fail_closed(spec: dict[str, object], mutation: int) 
 @given(spec=folder_datasets(), mutation=st.integers(0, 10**6))
 def test_image_folder_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
     _attack(build_folders, spec, mutation)
+
+
+@SETTINGS
+@seed(20261204)
+@given(spec=text_datasets(), mutation=st.integers(0, 10**6))
+def test_text_datasets_fail_closed(spec: dict[str, object], mutation: int) -> None:
+    _attack(build_text, spec, mutation)
 
 
 def test_canonical_needles_are_what_the_list_hashes() -> None:
