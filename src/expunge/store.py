@@ -126,8 +126,25 @@ class Store:
         base = self.dataset_dir(dataset_id) / "findings" / self.shard_id(shard)
         return base.with_suffix(".parquet"), base.with_suffix(".state.json")
 
+    def soft_findings(self, dataset_id: str, shard: str) -> tuple[Path, Path]:
+        """A shard's soft findings (scores, keywords, nudity) and their completion record."""
+        base = self.dataset_dir(dataset_id) / "soft" / self.shard_id(shard)
+        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+
+    def neighbours(self, dataset_id: str) -> tuple[Path, Path]:
+        """The dataset's neighbour findings (rows near a seed in embedding space) and their record."""
+        base = self.dataset_dir(dataset_id) / "neighbours"
+        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+
+    def flood_state(self, dataset_id: str) -> Path:
+        """Rows each bank and rule decided in the dataset's last clean (the flood guard's baseline)."""
+        return self.dataset_dir(dataset_id) / "flood.json"
+
     def cover_state(self, dataset_id: str) -> Path:
         return self.dataset_dir(dataset_id) / COVER_FILE
+
+    def review_dir(self, dataset_id: str) -> Path:
+        return self.dataset_dir(dataset_id) / "review"
 
     def private_dir(self, dataset_id: str, out: Path) -> Path:
         """Where one release folder's markers and per-row records live (never in OUT itself): keyed by
