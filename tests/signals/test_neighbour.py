@@ -238,6 +238,42 @@ def test_search_switches_to_approximate_beyond_exact_limit(monkeypatch: pytest.M
     assert called == ["approx"]
 
 
+def test_search_stays_exact_when_the_index_would_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    data, seeds, _ = planted(n=1000, n_seeds=3)
+    monkeypatch.setattr(nb, "INDEX_BYTES_LIMIT", 1000 * DIM * 2 - 1)
+
+    def fail(*args: object) -> Hits:
+        raise AssertionError("approximate index built beyond INDEX_BYTES_LIMIT")
+
+    monkeypatch.setattr(nb, "search_approximate", fail)
+    hits = nb.search(seeds, [data], NeighbourParams(exact_limit=0))
+    assert len(hits) == 3 * PER_SEED
+
+
+def test_empty_shards_and_no_seeds() -> None:
+    data, seeds, _ = planted(n=300, n_seeds=2)
+    empty = data[:0]
+    row, seed, cos = nb.search_shard(seeds, empty, k=5, min_cosine=0.9)
+    assert row.size == seed.size == cos.size == 0
+    assert len(nb.search(seeds[:0], [data, empty], NeighbourParams())) == 0
+    hits = nb.search(seeds, [empty, data, empty], NeighbourParams(k=100))
+    assert set(hits.shard.tolist()) == {1} and len(hits) == 2 * PER_SEED
+    assert len(nb.search_approximate(seeds, [empty], NeighbourParams())) == 0
+    assert len(nb.search_approximate(seeds[:0], [data], NeighbourParams())) == 0
+
+
+def test_approximate_on_tiny_or_invalid_data_is_quiet_and_correct(capfd: pytest.CaptureFixture[str]) -> None:
+    data, seeds, _ = planted(n=120, n_seeds=2, per_seed=3)
+    params = NeighbourParams(k=10, min_cosine=0.9)
+    approx = nb.search_approximate(seeds, [data[:50], data[50:]], params)
+    exact = nb.search_exact(seeds, [data[:50], data[50:]], params)
+    assert nb.recall(approx, exact) == 1.0 and len(approx) == len(exact) == 6
+    bad = np.full((100, DIM), np.nan, dtype=np.float16)
+    hits = nb.search_approximate(seeds, [bad, np.zeros((5, DIM), np.float32)], params)
+    assert len(hits) == 0 and hits.invalid_rows == 105
+    assert "WARNING" not in capfd.readouterr().err
+
+
 def test_missing_faiss_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     data, seeds, _ = planted(n=500, n_seeds=2)
     monkeypatch.setitem(sys.modules, "faiss", None)
