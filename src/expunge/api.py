@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expunge.config import DEFAULT_STORE, MAX_PIXELS, RunConfig
 from expunge.engine import Executor, make_executor
@@ -28,6 +28,12 @@ from expunge.pipeline.run import (
 from expunge.progress import Reporter
 from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store, folder_lock
+
+if TYPE_CHECKING:
+    from expunge.review.export import ExportResult
+    from expunge.review.queue import ReviewQueue
+    from expunge.review.verdicts import ImportResult as VerdictResult
+    from expunge.stages.triage import TriageRun
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,14 @@ def import_list(
     column: str | None = None,
     threshold: int | None = None,
     allow_empty: bool = False,
+    negative: bool = False,
 ) -> ImportResult:
+    """Import a list as a new bank version; ``negative``: an allow-list of cleared values (a finding
+    whose matched value it holds never removes a row)."""
     s = Store(store)
     with s.lock():
         args = (name, signal, recipe, source, label, fmt, column, threshold)
-        return _import_list(s, Path(path), *args, allow_empty=allow_empty)
+        return _import_list(s, Path(path), *args, allow_empty=allow_empty, negative=negative)
 
 
 def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:
@@ -112,14 +121,22 @@ def _scope(
     lists: Sequence[str] = (),
     allow_empty: bool = False,
     reporter: Reporter | None = None,
+    negative_lists: Sequence[str] = (),
 ) -> list[BankInfo]:
     """The banks a run uses: every ``--list`` gets a bank of its own (two files never share one, see
     ``lists.bank.import_list``), plus the named ``banks``. An empty list is refused unless ``allow_empty``."""
     names = list(banks) if banks else []
-    for text in lists:
+    for text, negative in [(t, False) for t in lists] + [(t, True) for t in negative_lists]:
         spec = ListSpec.parse(text)
         res = _import_list(
-            store, spec.path, None, spec.signal, spec.recipe, "command line", allow_empty=allow_empty
+            store,
+            spec.path,
+            None,
+            spec.signal,
+            spec.recipe,
+            "command line",
+            allow_empty=allow_empty,
+            negative=negative,
         )
         if res.note and reporter is not None:
             reporter.note(res.note)
@@ -135,7 +152,7 @@ def index(
 ) -> StageReport:
     with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
-        report = s.pipeline.index(ds, _scope(s.store, banks))
+        report = s.pipeline.index(ds, [b for b in _scope(s.store, banks) if not b.negative])
         s.pipeline.write_ledger("index")
         return report
 
@@ -145,7 +162,7 @@ def match(
 ) -> dict[str, Any]:
     with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
-        infos = _scope(s.store, banks)
+        infos = [b for b in _scope(s.store, banks) if not b.negative]
         if not infos:
             raise ExpungeError(
                 "no banks in the store: import a list first ('expunge lists import')", s.store.root
@@ -163,12 +180,14 @@ def clean(
     *,
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
+    negative_lists: Sequence[str] = (),
     opts: RunConfig | None = None,
 ) -> dict[str, Any]:
-    """Index, match and write the cleaned release to ``out``; returns the summary written beside it."""
+    """Index, match, triage and write the cleaned release to ``out``; returns the summary written
+    beside it. ``negative_lists`` (``FILE:SIGNAL``) are allow-lists: cleared values never remove a row."""
     with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
-        infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter)
+        infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter, negative_lists)
         if not infos:
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
@@ -180,14 +199,40 @@ def clean(
         return summary
 
 
-def _stages(s: _Session, ds: Dataset, infos: list[BankInfo], out: Path, cover: int) -> dict[str, Any]:
-    """Index, match, clean. A shard found changed behind an unchanged size and mtime is forgotten and
-    the stages run once more for it; a second change in the same run is refused."""
+def _review_queue(s: _Session, ds: Dataset) -> ReviewQueue:
+    from expunge.review.queue import ReviewQueue, queue_path
+
+    return ReviewQueue(queue_path(s.store.review_dir(ds.id)), s.store.key(), ds.id, s.store.tmp)
+
+
+def _triage_run(s: _Session, ds: Dataset, negatives: list[BankInfo]) -> TriageRun:
+    """The policy this clean runs under, with its keyword lists, negative banks and review queue."""
+    from expunge.policy.parse import load_policy
+    from expunge.stages.triage import TriageRun, load_keywords
+
+    policy = load_policy(s.config.policy)
+    keywords = load_keywords(s.config.keywords)
+    return TriageRun(policy, keywords, tuple(negatives), _review_queue(s, ds))
+
+
+def _stages(
+    s: _Session, ds: Dataset, infos: list[BankInfo], out: Path, cover: int, *, triage: bool = True
+) -> dict[str, Any]:
+    """Index, match, triage, clean. A shard found changed behind an unchanged size and mtime is
+    forgotten and the stages run once more for it; a second change in the same run is refused.
+    Negative banks (allow-lists) are not matched: they cancel the positive banks' findings."""
+    positives = [b for b in infos if not b.negative]
+    negatives = [b for b in infos if b.negative]
+    if not positives:
+        raise ExpungeError("only negative banks (allow-lists) were given: nothing to match", s.store.root)
+    run = _triage_run(s, ds, negatives) if triage else None
     for attempt in (1, 2):
-        s.pipeline.index(ds, infos)
-        s.pipeline.match(ds, infos)
+        s.pipeline.index(ds, positives)
+        s.pipeline.match(ds, positives)
+        if run is not None:
+            s.pipeline.triage(ds, positives, run)
         try:
-            return s.pipeline.clean(ds, infos, out, cover=cover)
+            return s.pipeline.clean(ds, positives, out, cover=cover, triage=run)
         except StaleShardError as exc:
             if attempt == 2:
                 raise
@@ -232,11 +277,66 @@ def apply(
         ds = s.dataset(derivative)
         target = check_out_location(s.store, ds, Path(out))
         with folder_lock(target, "the output folder"):
-            summary = _stages(s, ds, infos, target, 0)
+            summary = _stages(s, ds, infos, target, 0, triage=False)
         s.pipeline.write_ledger(
             "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
         )
         return summary
+
+
+def review_export(
+    dataset: Sequence[str],
+    out: str | Path,
+    *,
+    include_urls: bool = False,
+    again: bool = False,
+    opts: RunConfig | None = None,
+) -> ExportResult:
+    """Write a review package for an authorised hotline: candidates by review id, shard, row, rules and
+    scores; URLs only with ``include_urls`` (a separate file, mode 0600); never images or captions."""
+    from expunge.features.digest import as_binary
+    from expunge.review.export import export
+    from expunge.review.queue import utc_now
+
+    with _Session(opts or RunConfig()) as s:
+        ds = s.dataset(dataset)
+        shards = {sh.name: sh for sh in ds.shards}
+
+        def urls(shard: str, rows: list[int]) -> list[bytes | None]:
+            sh = shards.get(shard)
+            if sh is None or not sh.metadata or not ds.columns.url:
+                return [None] * len(rows)
+            return list(sh.handler.values_at(sh, ds.columns.url, sorted(rows), as_binary))
+
+        queue = _review_queue(s, ds)
+        return export(
+            queue,
+            Path(out),
+            utc_now(),
+            include_urls=include_urls,
+            again=again,
+            urls=urls if include_urls else None,
+            tmp=s.store.tmp,
+        )
+
+
+def review_import(
+    dataset: Sequence[str], verdicts: str | Path, *, by: str | None = None, opts: RunConfig | None = None
+) -> VerdictResult:
+    """Record a hotline's verdicts: confirmed rows are removed by the next clean and seed the next
+    neighbour expansion; rejected ones are published and never queued again."""
+    from expunge.review.queue import utc_now
+    from expunge.review.verdicts import import_verdicts
+
+    with _Session(opts or RunConfig()) as s:
+        ds = s.dataset(dataset)
+        return import_verdicts(_review_queue(s, ds), Path(verdicts), utc_now(), by)
+
+
+def review_status(dataset: Sequence[str], *, opts: RunConfig | None = None) -> dict[str, int]:
+    """How many candidates are queued, exported and decided (by verdict)."""
+    with _Session(opts or RunConfig()) as s:
+        return _review_queue(s, s.dataset(dataset)).counts()
 
 
 def bank(name: str, store: str | Path = DEFAULT_STORE) -> BankInfo:

@@ -20,6 +20,14 @@ DEFAULT_EXECUTOR: Final = "local"
 QUALITY_FLOOR: Final = 50
 # Larger images are quarantined as decompression bombs (Pillow's own limit, 2 * 89,478,485).
 MAX_PIXELS: Final = 178_956_970
+# The policy a clean runs under when none is named: hash lists only (expunge.policy.presets).
+DEFAULT_POLICY: Final = "hash-only"
+# Flood guard (expunge.stages.flood): a bank or rule deciding more than FLOOD_MIN_ROWS rows and either
+# more than this share of a dataset's rows or more than FLOOD_MULTIPLE times the rows it decided in the
+# previous clean stops the clean before anything is written.
+FLOOD_SHARE: Final = 0.01
+FLOOD_MULTIPLE: Final = 10.0
+FLOOD_MIN_ROWS: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,12 @@ class RunConfig:
     publish_records: bool = False  # put removed.parquet in the release: it names every removed row
     previous_manifest: Path | None = None  # the release this one follows, when OUT does not hold it
     allow_empty: bool = False  # accept a --list with no values (an empty list removes nothing)
+    policy: str = DEFAULT_POLICY  # a preset name or a policy file (TOML): what soft signals do
+    keywords: tuple[Path, ...] = ()  # caption term lists the policy's `keyword` flags refer to (by file stem)
+    accept_flood: tuple[str, ...] = ()  # banks or rules allowed past the flood guard for this run
+    flood_share: float = FLOOD_SHARE
+    flood_multiple: float = FLOOD_MULTIPLE
+    flood_min_rows: int = FLOOD_MIN_ROWS
     reporter: Reporter | None = None  # progress bars and notes; None: silent
 
     def __post_init__(self) -> None:
@@ -53,3 +67,5 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "keywords", tuple(Path(p) for p in self.keywords or ()))
+        object.__setattr__(self, "accept_flood", tuple(self.accept_flood or ()))

@@ -40,6 +40,9 @@ TARGETS: dict[tuple[str, ...], tuple[Any, str]] = {
     ("lists", "import"): (api, "import_list"),
     ("lists", "ls"): (api, "list_banks"),
     ("lists", "diff"): (api, "bank"),
+    ("review", "export"): (api, "review_export"),
+    ("review", "import"): (api, "review_import"),
+    ("review", "status"): (api, "review_status"),
     ("demo",): (expunge.demo, "run_demo"),  # the demo drives the API itself
 }
 
@@ -81,6 +84,8 @@ def _sample(param: Any, hint: Any) -> tuple[list[str], Any]:
         return [param.opts[0]], True
     if int in kinds:
         word, value = "7", 7  # no default of any option is 7
+    elif float in kinds:
+        word, value = "0.375", 0.375  # nor is any float default 0.375
     else:
         word = value = f"v-{param.name}"
     words = [param.opts[0], word] if option else [word]

@@ -35,7 +35,15 @@ from expunge.cli.options import (
     run_options,
 )
 from expunge.cli.render import console
-from expunge.config import DEFAULT_STORE, MAX_PIXELS, RunConfig
+from expunge.config import (
+    DEFAULT_POLICY,
+    DEFAULT_STORE,
+    FLOOD_MIN_ROWS,
+    FLOOD_MULTIPLE,
+    FLOOD_SHARE,
+    MAX_PIXELS,
+    RunConfig,
+)
 from expunge.errors import ExpungeError
 from expunge.progress import RichReporter
 
@@ -47,6 +55,11 @@ app = typer.Typer(
 )
 lists_app = typer.Typer(no_args_is_help=True, help="Import, list and compare hash lists (banks).")
 app.add_typer(lists_app, name="lists")
+review_app = typer.Typer(
+    no_args_is_help=True,
+    help="Send candidates the policy withheld to an authorised hotline, and take its verdicts back.",
+)
+app.add_typer(review_app, name="review")
 
 
 def _stderr() -> Console:
@@ -88,6 +101,13 @@ def lists_import(
         int | None, typer.Option("--threshold", help="Hamming threshold for pdq lists (default 31).")
     ] = None,
     allow_empty: AllowEmptyOpt = False,
+    negative: Annotated[
+        bool,
+        typer.Option(
+            "--negative",
+            help="An allow-list: values a hotline or you cleared; their findings never remove a row.",
+        ),
+    ] = False,
     store: StoreOpt = Path(DEFAULT_STORE),
 ) -> None:
     """Import a list as a new version of a bank; a malformed line, or no value at all, refuses the file."""
@@ -103,6 +123,7 @@ def lists_import(
         column=column,
         threshold=threshold,
         allow_empty=allow_empty,
+        negative=negative,
     )
     err = _stderr()
     if res.note:
@@ -194,16 +215,119 @@ def clean_cmd(
             "--previous", help="MANIFEST.json of the release this one follows (default: the one in --out)."
         ),
     ] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="hash-only (default), research, research-safe, or a policy file (TOML).",
+        ),
+    ] = DEFAULT_POLICY,
+    keywords: Annotated[
+        list[Path] | None,
+        typer.Option("--keywords", help="Caption term list the policy's keyword rules use (repeatable)."),
+    ] = None,
+    negative_lists: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--negative", help="FILE:SIGNAL allow-list: cleared hashes never remove a row (repeatable)."
+        ),
+    ] = None,
+    accept_flood: Annotated[
+        list[str] | None,
+        typer.Option("--accept-flood", help="Let this bank or rule past the flood guard (repeatable)."),
+    ] = None,
+    flood_share: Annotated[
+        float,
+        typer.Option("--flood-share", help="Flood guard: largest share of rows one bank or rule may take."),
+    ] = FLOOD_SHARE,
+    flood_multiple: Annotated[
+        float,
+        typer.Option(
+            "--flood-multiple", help="Flood guard: largest multiple of a bank's or rule's last count."
+        ),
+    ] = FLOOD_MULTIPLE,
+    flood_min_rows: Annotated[
+        int, typer.Option("--flood-min-rows", help="Flood guard: counts up to this many rows never trip it.")
+    ] = FLOOD_MIN_ROWS,
     as_json: SummaryJsonOpt = False,
 ) -> None:
-    """Index, match and write the cleaned release: same shards, schema and row order, minus matches."""
-    summary = api.clean(dataset, out, lists=lists or (), banks=banks, opts=config)
+    """Index, match, triage and write the cleaned release: same shards, schema and row order, minus
+    the rows the lists and the policy take out."""
+    summary = api.clean(
+        dataset, out, lists=lists or (), banks=banks, negative_lists=negative_lists or (), opts=config
+    )
     if summary.get("notice"):  # once, on stderr, even with --json or --quiet
         Console(stderr=True).print(f"expunge: note: {escape(summary['notice'])}", highlight=False)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
     render.print_summary(summary, out)
+
+
+@review_app.command("export")
+@run_options
+def review_export_cmd(
+    dataset: DatasetArg,
+    config: RunConfig,
+    out: Annotated[Path, typer.Option("--out", help="New folder for the review package.")],
+    include_urls: Annotated[
+        bool,
+        typer.Option(
+            "--include-urls",
+            help="Also write urls.csv (mode 0600) for the hotline: it names the candidates' URLs.",
+        ),
+    ] = False,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Also send candidates exported before and still undecided or unsure."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a package for an authorised hotline: review ids, shards, rows, rules and scores; never
+    images or captions; URLs only with --include-urls."""
+    res = api.review_export(dataset, out, include_urls=include_urls, again=again, opts=config)
+    if res.urls_file is not None:
+        Console(stderr=True).print(
+            f"expunge: warning: {escape(str(res.urls_file))} names the candidates' URLs: send it to the"
+            " authorised hotline only, over a secure channel, and delete it afterwards",
+            highlight=False,
+        )
+    if as_json:
+        print(json.dumps({"out": str(res.out), "candidates": res.candidates, "round": res.round}))
+        return
+    console.print(
+        f"review package round {res.round}: {res.candidates:,} candidate(s) in {escape(str(res.out))}"
+    )
+
+
+@review_app.command("import")
+@run_options
+def review_import_cmd(
+    verdicts: Annotated[Path, typer.Argument(metavar="VERDICTS", help="The hotline's verdicts CSV.")],
+    dataset: DatasetArg,
+    config: RunConfig,
+    by: Annotated[str | None, typer.Option("--by", help="Who decided (when the file does not say).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record verdicts (confirmed / not / unsure): the next clean removes confirmed rows and publishes
+    rejected ones."""
+    res = api.review_import(dataset, verdicts, by=by, opts=config)
+    if as_json:
+        print(json.dumps({"decided": res.decided, "unchanged": res.unchanged, "changed": res.changed}))
+        return
+    got = ", ".join(f"{v} {k}" for k, v in sorted(res.decided.items())) or "nothing new"
+    console.print(f"verdicts recorded: {got}; {res.unchanged} unchanged; {res.skipped} blank line(s) skipped")
+
+
+@review_app.command("status")
+@run_options
+def review_status_cmd(dataset: DatasetArg, config: RunConfig, as_json: JsonOpt = False) -> None:
+    """How many candidates are queued, exported and decided."""
+    counts = api.review_status(dataset, opts=config)
+    if as_json:
+        print(json.dumps(counts, sort_keys=True))
+        return
+    console.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
 @app.command("apply")

@@ -42,6 +42,13 @@ class BankInfo:
     versions: list[dict[str, Any]] = field(default_factory=list)
     threshold: int | None = None  # Hamming distance for perceptual banks (PDQ); None for exact banks
     origin: str | None = None  # absolute path of the file the current version came from (None: older stores)
+    # "positive": findings remove rows. "negative": an allow-list of values a hotline or the maintainer
+    # cleared (a placeholder image, say): a finding whose matched value is in it never removes a row.
+    role: str = "positive"
+
+    @property
+    def negative(self) -> bool:
+        return self.role == "negative"
 
     @property
     def version(self) -> int:
@@ -64,6 +71,7 @@ class BankInfo:
             "count": self.count,
             "file_sha256": last.get("file_sha256"),
             "threshold": self.threshold,
+            **({"role": self.role} if self.negative else {}),
         }
 
 
@@ -235,6 +243,7 @@ def import_list(
     threshold: int | None = None,
     *,
     allow_empty: bool = False,
+    negative: bool = False,
 ) -> ImportResult:
     """Parse, validate and store a list as a new bank version. Any bad line refuses the whole file, and
     so does a list with no values unless ``allow_empty``: an empty list would remove nothing, silently.
@@ -250,6 +259,15 @@ def import_list(
     origin = _origin(path)
     name, note = _resolve_name(store, path, name, origin)
     file_sha = _file_sha256(path)
+    role = "negative" if negative else "positive"
+    if store.bank_file(name).is_file() and load_info(store, name).role != role:
+        # An allow-list turned into a removal list (or back) by a re-import would flip what every
+        # finding of it means; that is a new bank, never a new version.
+        raise ExpungeError(
+            f"bank {name!r} is a {load_info(store, name).role} bank; this import is {role}"
+            " (choose another --name)",
+            path,
+        )
     if store.bank_file(name).is_file():
         # Re-importing the file a bank was last built from, read the same way, changes nothing: skip
         # the parse. A recipe left out means the signal's default, not whatever the bank holds, and
@@ -301,7 +319,8 @@ def import_list(
             )
         old = read_values(_values_file(bdir, info.versions[-1]), st.width)
     else:
-        info = BankInfo(name, signal, recipe, source or "unknown", st.feature(recipe).name, st.width)
+        feature = st.feature(recipe).name
+        info = BankInfo(name, signal, recipe, source or "unknown", feature, st.width, role=role)
         old = np.empty(0, dtype=f"S{st.width}")
     if st.thresholded:
         info.threshold = threshold if threshold is not None else (info.threshold or st.default_threshold)

@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from expunge import __version__, atomic
 from expunge.config import RunConfig
 from expunge.engine import Executor
@@ -26,11 +28,15 @@ from expunge.release import cover as release_cover
 from expunge.release.assemble import ReleaseParts, assemble
 from expunge.release.outdir import check_out, out_tmp, same_device
 from expunge.stages import clean as clean_stage
+from expunge.stages import flood
 from expunge.stages import index as index_stage
 from expunge.stages import match as match_stage
+from expunge.stages import triage as triage_stage
 from expunge.stages.base import StageReport
 from expunge.stages.clean_task import CleanResult
-from expunge.stages.tasks import clean_shard, index_shard, match_shard
+from expunge.stages.decide import ShardTriage
+from expunge.stages.tasks import clean_shard, index_shard, match_shard, soft_shard, tally_shard
+from expunge.stages.triage import TriageRun
 from expunge.store import Store
 
 __all__ = ["Dataset", "Pipeline", "StageReport", "bank_infos", "check_out_location", "open_dataset"]
@@ -43,6 +49,7 @@ class Pipeline:
         self.config = config or RunConfig()
         self.reporter: Reporter = self.config.reporter or NullReporter()
         self.ledger: list[dict[str, Any]] = []
+        self._neighbours: Path | None = None  # the neighbour findings of the last triage stage
 
     def _report(self, report: StageReport) -> StageReport:
         self.ledger.append(asdict(report))
@@ -87,7 +94,35 @@ class Pipeline:
         """Rows matched per bank across the dataset (from stored findings, no dataset reads)."""
         return match_stage.summary(self.store, ds, banks)
 
-    def clean(self, ds: Dataset, banks: list[BankInfo], out: Path, cover: int = 0) -> dict[str, Any]:
+    def triage(self, ds: Dataset, banks: list[BankInfo], run: TriageRun) -> StageReport:
+        """The soft signals the policy asks for (per shard), then the neighbour expansion (dataset-wide)."""
+        started = time.perf_counter()
+        triage_stage.check_available(ds, run, banks)
+        tasks = triage_stage.soft_tasks(self.store, ds, run)
+        counts: dict[str, int] = {}
+        current = 0
+        with self.reporter.bar("triage", len(tasks), "shards") as bar:
+            for res in self.executor.map(soft_shard, tasks):
+                current += res.done
+                for k, v in res.counts.items():
+                    counts[k] = counts.get(k, 0) + v
+                bar.advance(1)
+        self._neighbours, expansion = triage_stage.neighbours(self.store, ds, banks, run)
+        details: dict[str, Any] = {"soft_rows": counts, "current": current, "neighbours": expansion}
+        report = StageReport(
+            "triage", len(ds.shards), len(tasks) - current, time.perf_counter() - started, details
+        )
+        # A policy of hash lists only has no triage work: the ledger and report show only stages that ran.
+        return self._report(report) if tasks or expansion else report
+
+    def clean(
+        self,
+        ds: Dataset,
+        banks: list[BankInfo],
+        out: Path,
+        cover: int = 0,
+        triage: TriageRun | None = None,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         out = check_out_location(self.store, ds, out)
         if cover and self.config.publish_records:
@@ -95,6 +130,8 @@ class Pipeline:
         # Per-row records and completion markers never enter the release: they stay in the store, in a
         # folder keyed by the resolved output path. OUT holds published files only.
         state_dir = self.state_dir(ds, out)
+        shard_triage = self._shard_triage(ds, triage)
+        tally = self._flood_guard(ds, banks, out, state_dir, cover, shard_triage, triage)
         check_out(out, resuming=Store.private_shards(state_dir).is_dir())
         Store.private_shards(state_dir).mkdir(parents=True, exist_ok=True)
         out.mkdir(parents=True, exist_ok=True)
@@ -111,6 +148,7 @@ class Pipeline:
             tmp_dir,
             self.config.quality_floor,
             plan.rows if plan else None,
+            shard_triage,
         )
         results: dict[str, CleanResult] = {}
         with self.reporter.bar("clean", len(tasks), "shards") as bar:
@@ -132,12 +170,15 @@ class Pipeline:
             name=Path(ds.root).name,
             shards=ds.shards,
             inputs=inputs,
-            summary=clean_stage.summary(ds, banks, ordered),
+            summary=clean_stage.summary(ds, banks, ordered, triage.public() if triage is not None else None),
             records=records,
             outputs=outputs,
             cover=plan,
         )
         summary = assemble(self.store, self.executor, self.config, parts)
+        flood.save(self.store.flood_state(ds.id), tally, self.store.tmp)
+        if triage is not None and triage.review is not None:
+            self._enqueue(triage, ordered)
         if tmp_dir != self.store.tmp:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         resumed = sum(r.resumed for r in ordered)
@@ -145,6 +186,70 @@ class Pipeline:
         seconds = time.perf_counter() - started
         self._report(StageReport("clean", len(ds.shards), len(ordered) - resumed, seconds, details))
         return summary
+
+    def _shard_triage(self, ds: Dataset, run: TriageRun | None) -> dict[str, ShardTriage] | None:
+        if run is None:
+            return None
+        path = getattr(self, "_neighbours", None)
+        return {s.name: triage_stage.shard_triage(self.store, ds, run, s.name, path) for s in ds.shards}
+
+    def _flood_guard(
+        self,
+        ds: Dataset,
+        banks: list[BankInfo],
+        out: Path,
+        state_dir: Path,
+        cover: int,
+        shard_triage: dict[str, ShardTriage] | None,
+        run: TriageRun | None,
+    ) -> flood.Tally:
+        """Count what every bank and rule would decide, and stop before anything is written when one is
+        over its limit (``stages/flood.py``)."""
+        tasks = clean_stage.plan(
+            self.store,
+            ds,
+            banks,
+            out,
+            state_dir,
+            self.store.tmp,
+            self.config.quality_floor,
+            None,
+            shard_triage,
+        )
+        tally = flood.Tally()
+        for _name, decided in self.executor.map(tally_shard, tasks):
+            tally.add(decided)
+        rule_shares = {r.name: r.max_share for r in run.policy.rules} if run is not None else {}
+        flood.check(
+            tally,
+            flood.load(self.store.flood_state(ds.id)),
+            share=self.config.flood_share,
+            multiple=self.config.flood_multiple,
+            min_rows=self.config.flood_min_rows,
+            rule_shares=rule_shares,
+            accept=self.config.accept_flood,
+            where=Path(ds.root),
+        )
+        return tally
+
+    def _enqueue(self, run: TriageRun, results: list[CleanResult]) -> None:
+        """Rows a review rule withheld join the review queue (rows it already knows keep their state)."""
+        from expunge.review.queue import Candidates
+
+        assert run.review is not None
+        shards: list[str] = []
+        rows: list[int] = []
+        rules: list[list[str]] = []
+        signals: list[str] = []
+        for r in results:
+            for row, row_rules, row_signals in r.review:
+                shards.append(r.shard)
+                rows.append(int(row))
+                rules.append(list(row_rules))
+                signals.append(str(row_signals))
+        if rows:
+            now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            run.review.enqueue(Candidates(shards, np.array(rows, dtype=np.int64), rules, signals), now)
 
     def state_dir(self, ds: Dataset, out: Path) -> Path:
         """Where the store keeps one release folder's markers and per-row records (never in OUT)."""

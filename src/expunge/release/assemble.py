@@ -79,6 +79,16 @@ def assemble(store: Store, executor: Executor, config: RunConfig, parts: Release
     atomic.write_json(out / "summary.json", summary, tmp_dir)
     manifest = release_manifest.build(summary, parts.inputs, parts.dataset_id)
     manifest["policy"]["records"] = summary["records"]
+    if summary.get("triage"):
+        # The rules that decided, the policy file's SHA-256, the keyword lists (by hash and size, never a
+        # term) and the negative banks: what a reader needs to know why rows beyond the lists went.
+        triage = summary["triage"]
+        manifest["policy"].update(triage["policy"])
+        manifest["policy"]["remove"] = (
+            "any finding of a listed bank, rows a hotline confirmed, and the rules below"
+        )
+        manifest["keyword_lists"] = triage["keyword_lists"]
+        manifest["negative_banks"] = triage["negative_banks"]
     if plan is not None:
         manifest["policy"]["cover"] = plan.public()
     # The human-facing files come first, built from the manifest's shard part (they quote the shard

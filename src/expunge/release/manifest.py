@@ -74,6 +74,14 @@ def build(summary: dict[str, Any], input_shards: list[dict[str, Any]], dataset_i
             "rows_removed": summary["rows_removed"],
             "rows_quarantined": summary["rows_quarantined"],
             "removed_by_signal": summary["removed_by_signal"],
+            **(
+                {
+                    "removed_by_rule": summary["removed_by_rule"],
+                    "negative_cancelled": summary["negative_cancelled"],
+                }
+                if "removed_by_rule" in summary
+                else {}
+            ),
         },
         "shards": out_shards,
         "merkle_root": merkle_root([(s["name"], s["sha256"]) for s in out_shards]),

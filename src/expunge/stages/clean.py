@@ -26,6 +26,7 @@ from expunge.stages.clean_task import (
     marker_paths,
     read_records,
 )
+from expunge.stages.decide import ShardTriage
 from expunge.stages.match import refs
 from expunge.store import Store
 
@@ -47,6 +48,7 @@ def plan(
     tmp_dir: Path,
     quality_floor: int,
     cover_rows: dict[str, list[int]] | None,
+    triage: dict[str, ShardTriage] | None = None,
 ) -> list[CleanTask]:
     """Every shard gets a task: the task itself skips a shard whose marker still matches its plan."""
     key = store.key()
@@ -61,6 +63,7 @@ def plan(
             findings_path=str(store.findings(ds.id, shard.name)[0]),
             banks=refs(banks),
             bank_signals=signals,
+            bank_features=tuple(b.feature for b in banks),
             out_path=str(out / shard.name),
             state_dir=str(state_dir),
             tmp_dir=str(tmp_dir),
@@ -72,6 +75,7 @@ def plan(
             cover_rows=tuple(cover_rows[shard.name]) if cover_rows is not None else (),
             dataset_root=ds.root,
             out_root=str(out),
+            triage=triage[shard.name] if triage is not None else None,
         )
         for shard in ds.shards
     ]
@@ -123,7 +127,9 @@ def drop_stale_shards(state_dir: Path, out: Path, current: set[str]) -> None:
         done.forget(records_path, marker)  # the marker last: a crash before this point redoes the cleanup
 
 
-def summary(ds: DatasetView, banks: list[BankInfo], results: list[CleanResult]) -> dict[str, Any]:
+def summary(
+    ds: DatasetView, banks: list[BankInfo], results: list[CleanResult], triage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The release's summary.json: counts by signal, bank and reason, and one line per shard."""
 
     def add(into: dict[str, int], more: dict[str, int]) -> None:
@@ -133,10 +139,14 @@ def summary(ds: DatasetView, banks: list[BankInfo], results: list[CleanResult]) 
     by_signal: dict[str, int] = {}
     by_bank: dict[str, int] = {}
     by_reason: dict[str, int] = {}
+    by_rule: dict[str, int] = {}
+    cancelled: dict[str, int] = {}
     for r in results:
         add(by_signal, r.by_signal)
         add(by_bank, r.by_bank)
         add(by_reason, r.quarantined_by_reason)
+        add(by_rule, r.by_rule)
+        add(cancelled, r.cancelled)
     rows_in = sum(r.rows_in for r in results)
     out = {
         "tool": f"expunge {__version__}",
@@ -152,6 +162,15 @@ def summary(ds: DatasetView, banks: list[BankInfo], results: list[CleanResult]) 
         "shards_copied": sum(r.action in ("copied", "linked") for r in results),
         "shards_rewritten": sum(r.action == "rewritten" for r in results),
         "banks": [b.public() for b in banks],
+        **(
+            {
+                "removed_by_rule": dict(sorted(by_rule.items())),
+                "negative_cancelled": dict(sorted(cancelled.items())),
+                "triage": triage,
+            }
+            if triage is not None
+            else {}
+        ),
         "shards": [
             {
                 "name": r.shard,

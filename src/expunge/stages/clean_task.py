@@ -14,22 +14,21 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.config import QUALITY_FLOOR
 from expunge.errors import StaleShardError
 from expunge.features.digest import as_binary
-from expunge.features.url import QUARANTINE_REASONS
 from expunge.formats import Shard
 from expunge.formats.base import CleanRows, CleanTarget, ShardOutputs
-from expunge.index.build import content_sha256, read_quarantine
-from expunge.match.stage import BankRef, read_findings
+from expunge.index.build import content_sha256
+from expunge.match.stage import BankRef
 from expunge.stages import done
+from expunge.stages.decide import Decided, ShardTriage, decide
 from expunge.store import Store
 
 RECORD_SCHEMA = pa.schema(
@@ -57,6 +56,7 @@ class CleanTask:
     findings_path: str
     banks: tuple[BankRef, ...]
     bank_signals: tuple[str, ...]  # signal type of each bank, same order
+    bank_features: tuple[str, ...]  # feature of each bank, same order (negative banks cancel by feature)
     out_path: str  # where the shard's main file goes (the tar for tar shards)
     state_dir: str  # OUT/.expunge
     tmp_dir: str
@@ -68,6 +68,9 @@ class CleanTask:
     cover_rows: tuple[int, ...] = ()  # extra rows removed to hide the flagged ones (release.cover)
     dataset_root: str | None = None  # where aligned embedding files are looked for
     out_root: str | None = None  # the release folder
+    triage: ShardTriage | None = (
+        None  # policy, soft findings, negative banks, verdicts (None: hash lists only)
+    )
 
     @property
     def shard_name(self) -> str:
@@ -91,6 +94,9 @@ class CleanResult:
     resumed: bool = False
     seconds: float = 0.0
     images_low_quality: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)  # rows removed or withheld per deciding rule
+    cancelled: dict[str, int] = field(default_factory=dict)  # findings cancelled per negative bank
+    review: list[list[Any]] = field(default_factory=list)  # [row, rules, signals JSON] per review candidate
 
 
 def marker_paths(state_dir: Path, shard_name: str) -> tuple[Path, Path]:
@@ -103,44 +109,25 @@ def keyed_hash(values: list[bytes | None], key: bytes) -> list[bytes | None]:
     return [None if v is None else hashlib.blake2b(v, key=key, digest_size=16).digest() for v in values]
 
 
-def _decide(task: CleanTask) -> tuple[int, dict[int, list[str]], dict[int, str], int]:
-    """Rows in, removal reasons by row, quarantine reason by row, PDQ hashes below the quality floor."""
-    index_dir = Path(task.index_dir)
-    q = read_quarantine(index_dir)
-    findings = read_findings(Path(task.findings_path))
-    reasons: dict[int, list[str]] = {}
-    if findings.num_rows:
-        for ref, signal in zip(task.banks, task.bank_signals, strict=True):
-            sel = findings.filter(pc.equal(findings.column("bank"), ref.name))
-            if sel.num_rows and set(sel.column("bank_version").to_pylist()) != {ref.version}:
-                raise RuntimeError(f"findings for {task.shard_name} are stale for bank {ref.name}")
-            for row in np.unique(sel.column("row").to_numpy()).tolist():
-                reasons.setdefault(int(row), []).append(f"{signal}:{ref.name}@v{ref.version}")
-    quarantined: dict[int, str] = {}
-    if task.url_scope:
-        quarantined = {
-            int(r): QUARANTINE_REASONS[int(q[r])] for r in np.flatnonzero(q) if int(r) not in reasons
-        }
-    for row in task.cover_rows:
-        if row not in reasons and row not in quarantined:
-            reasons[row] = ["cover:removed"]
-    low_quality = 0
-    if task.image_scope and (index_dir / "images.parquet").is_file():
-        images = pq.read_table(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
-        errors = images.column("error")
-        if errors.null_count < len(errors):
-            # One line per member: a row is quarantined when any of its members failed to decode and none
-            # of them matched. Lines outside every sample (row -1) never carry an error (the index refuses).
-            bad = images.filter(pc.and_(errors.is_valid(), pc.greater_equal(images.column("row"), 0)))
-            for row, err in zip(bad.column("row").to_pylist(), bad.column("error").to_pylist(), strict=True):
-                if row not in reasons:
-                    quarantined.setdefault(int(row), str(err))
-        quality = images.column("quality").to_numpy(zero_copy_only=False)
-        decoded = images.column("pdq").is_valid().to_numpy(zero_copy_only=False)
-        low_quality = int(
-            (decoded & (np.nan_to_num(quality.astype(np.float64), nan=0) < task.quality_floor)).sum()
-        )
-    return len(q), reasons, quarantined, low_quality
+def _decide(task: CleanTask) -> Decided:
+    return decide(
+        Path(task.index_dir),
+        Path(task.findings_path),
+        task.shard_name,
+        task.banks,
+        task.bank_signals,
+        task.bank_features,
+        task.triage,
+        url_scope=task.url_scope,
+        image_scope=task.image_scope,
+        quality_floor=task.quality_floor,
+        cover_rows=task.cover_rows,
+    )
+
+
+def tally_shard(task: CleanTask) -> tuple[str, Decided]:
+    """The shard's decisions without writing anything: the flood guard counts them first."""
+    return task.shard_name, _decide(task)
 
 
 def _target(task: CleanTask) -> CleanTarget:
@@ -162,13 +149,23 @@ def _drop_keys(task: CleanTask, gone: list[int]) -> frozenset[str]:
 
 def clean_shard(task: CleanTask) -> CleanResult:
     started = time.perf_counter()
-    rows_in, reasons, quarantined, low_quality = _decide(task)
-    plan = hashlib.sha256(
-        json.dumps(
-            [PLAN_FORMAT, task.shard_sha256, sorted(reasons.items()), sorted(quarantined.items())],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    decided = _decide(task)
+    rows_in, reasons, quarantined, low_quality = (
+        decided.rows_in,
+        decided.reasons,
+        decided.quarantined,
+        decided.low_quality,
+    )
+    review = [[row, rules, signals] for row, (rules, signals) in sorted(decided.review.items())]
+    planned_items: list[object] = [
+        PLAN_FORMAT,
+        task.shard_sha256,
+        sorted(reasons.items()),
+        sorted(quarantined.items()),
+    ]
+    if review:  # what the review queue is told is part of what the shard's record vouches for
+        planned_items.append(review)
+    plan = hashlib.sha256(json.dumps(planned_items, sort_keys=True).encode()).hexdigest()
     state_dir = Path(task.state_dir)
     marker, records_path = marker_paths(state_dir, task.shard_name)
     gone = sorted(set(reasons) | set(quarantined))
@@ -213,6 +210,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
         plan=plan,
         seconds=0.0,
         images_low_quality=low_quality,
+        by_rule=decided.by_rule,
+        cancelled=decided.cancelled,
+        review=review,
     )
     marker_data = asdict(result)
     marker_data["resumed"] = False

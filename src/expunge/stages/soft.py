@@ -1,0 +1,219 @@
+"""The soft-signal stage: per shard, the scores, keyword hits and nudity scores a policy asks for.
+
+Soft findings share the findings table's schema (:data:`expunge.match.stage.FINDINGS_SCHEMA`) and live
+beside the hash-list findings in the store, in ``soft.parquet``: ``signal`` is ``score``, ``keyword``
+or ``nsfw``; ``bank`` names what was measured (``score.punsafe``, ``keyword.LIST``, ``nsfw``);
+``score`` holds the number; ``value`` holds a keyword's term id (SHA-256 of the normalised term, never
+the term) or ``b"missing"`` for a row that has no score. Findings are sparse: a score is kept only at
+or above the lowest threshold the policy compares it with, so a policy may only use ``>``/``>=``.
+
+A shard's soft findings are redone only when its content, the score columns or thresholds, the
+keyword lists' bytes or the nudity model change (``expunge.stages.done``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from expunge import atomic
+from expunge.errors import ExpungeError
+from expunge.formats import Shard
+from expunge.match.stage import FINDINGS_SCHEMA, _exact_binary
+from expunge.stages import done
+
+if TYPE_CHECKING:
+    from expunge.signals.keyword import TermList
+
+MISSING = b"missing"
+
+
+@dataclass(frozen=True)
+class SoftTask:
+    shard: Shard
+    shard_sha256: str
+    index_dir: str
+    out_path: str  # soft.parquet
+    state_path: str  # its completion record
+    tmp_dir: str
+    scores: tuple[tuple[str, float], ...] = ()  # (column, lowest threshold) per score column
+    caption_column: str | None = None
+    keywords: tuple[tuple[str, TermList], ...] = ()  # (list name, terms)
+    nsfw_min: float | None = None  # the lowest nudity threshold (None: not scored)
+    nsfw_model: str = ""
+
+    @property
+    def shard_name(self) -> str:
+        return self.shard.name
+
+    def fingerprint(self) -> dict[str, object]:
+        return {
+            "sha256": self.shard_sha256,
+            "scores": [list(s) for s in self.scores],
+            "caption": self.caption_column,
+            "keywords": [[name, terms.sha256] for name, terms in self.keywords],
+            "nsfw": [self.nsfw_min, self.nsfw_model],
+        }
+
+
+@dataclass
+class SoftResult:
+    shard: str
+    counts: dict[str, int]  # rows per soft finding name (bank column)
+    done: bool = False  # already current
+    seconds: float = 0.0
+
+
+def _table(
+    rows: np.ndarray, signal: str, bank: str, values: list[bytes] | pa.Array, score: pa.Array
+) -> pa.Table:
+    n = len(rows)
+    return pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "bank": pa.array([bank] * n, pa.string()),
+            "bank_version": pa.array(np.zeros(n, dtype=np.int32)),
+            "signal": pa.array([signal] * n, pa.string()),
+            "value": pa.array(values, pa.binary()),
+            "distance": pa.nulls(n, pa.float32()),
+            "score": score.cast(pa.float32()),
+        },
+        schema=FINDINGS_SCHEMA,
+    )
+
+
+def _scores(task: SoftTask, column: str, lowest: float) -> pa.Table:
+    """Rows whose score is at or above ``lowest``, and rows with no score (null or NaN): missing."""
+    fmt = task.shard.handler
+    if column not in fmt.column_names(task.shard):
+        raise ExpungeError(
+            f"the policy compares column {column!r}, which this shard does not have", task.shard.location
+        )
+    parts: list[pa.Table] = []
+    start = 0
+    for batch in fmt.iter_column(task.shard, column):
+        if not (
+            pa.types.is_floating(batch.type)
+            or pa.types.is_integer(batch.type)
+            or pa.types.is_decimal(batch.type)
+        ):
+            raise ExpungeError(
+                f"column {column!r} is {batch.type}, not a number: it cannot be compared with a threshold",
+                task.shard.location,
+            )
+        vals = batch.cast(pa.float64())
+        missing = pc.fill_null(pc.is_nan(vals), True)
+        keep = pc.or_(missing, pc.fill_null(pc.greater_equal(vals, lowest), False))
+        idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        if len(idx):
+            miss = missing.to_numpy(zero_copy_only=False)[idx]
+            score = pc.if_else(pa.array(miss), pa.scalar(None, pa.float64()), vals.take(pa.array(idx)))
+            values = [MISSING if m else b"" for m in miss.tolist()]
+            parts.append(_table(idx + start, "score", f"score.{column}", values, score))
+        start += len(batch)
+    if start != task.shard.handler.rows(task.shard) and task.shard.metadata:
+        raise ExpungeError("shard changed while it was being read; run again", task.shard.location)
+    return pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
+
+
+def _keywords(task: SoftTask) -> list[pa.Table]:
+    from expunge.signals.keyword import KeywordMatcher
+
+    if not task.caption_column:
+        raise ExpungeError(
+            "the policy uses keyword lists, but the dataset has no caption column (give --caption-column)",
+            task.shard.location,
+        )
+    fmt = task.shard.handler
+    matchers = [(name, terms, KeywordMatcher(terms)) for name, terms in task.keywords]
+    found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name, _ in task.keywords}
+    start = 0
+    for batch in fmt.iter_text(task.shard, task.caption_column):
+        for name, _terms, matcher in matchers:
+            rows, term = matcher.match(batch)
+            if len(rows):
+                found[name].append((rows + start, term))
+        start += len(batch)
+    out: list[pa.Table] = []
+    for name, terms, _m in matchers:
+        if not found[name]:
+            continue
+        rows = np.concatenate([r for r, _ in found[name]])
+        term = np.concatenate([t for _, t in found[name]])
+        ids = _exact_binary(terms.term_ids[term])  # every byte: S32 drops trailing zeros
+        out.append(_table(rows, "keyword", f"keyword.{name}", ids, pa.nulls(len(rows))))
+    return out
+
+
+def _nsfw(task: SoftTask) -> pa.Table:
+    """The largest nudity score among each row's images; rows with an image that does not decode are
+    missing (never safe)."""
+    from expunge.formats.members import is_companion
+    from expunge.signals.nsfw import NsfwScorer
+
+    assert task.nsfw_min is not None
+    images = pq.read_table(Path(task.index_dir) / "images.parquet", columns=["sample", "row"])
+    row_of = dict(zip(images.column("sample").to_pylist(), images.column("row").to_pylist(), strict=True))
+    scorer = NsfwScorer()
+    rows: list[int] = []
+    scores: list[float] = []
+    pending: list[tuple[int, bytes]] = []
+
+    def flush() -> None:
+        got = scorer.score([d for _, d in pending])
+        rows.extend(r for r, _ in pending)
+        scores.extend(got.tolist())
+        pending.clear()
+
+    for sample, _key, ext, data in task.shard.handler.iter_members(task.shard):
+        row = row_of.get(sample, -1) if sample >= 0 else -1
+        if row < 0 or is_companion(ext):
+            continue
+        pending.append((int(row), data))
+        if len(pending) >= 64:
+            flush()
+    if pending:
+        flush()
+    if not rows:
+        return FINDINGS_SCHEMA.empty_table()
+    r = np.array(rows, dtype=np.int64)
+    s = np.array(scores, dtype=np.float64)
+    keep = np.isnan(s) | (s >= task.nsfw_min)
+    r, s = r[keep], s[keep]
+    miss = np.isnan(s)
+    values = [MISSING if m else b"" for m in miss.tolist()]
+    return _table(r, "nsfw", "nsfw", values, pa.array(s, pa.float64(), mask=miss))
+
+
+def soft_shard(task: SoftTask) -> SoftResult:
+    started = time.perf_counter()
+    state = Path(task.state_path)
+    out = Path(task.out_path)
+    fingerprint = task.fingerprint()
+    record = done.read_record(state)
+    if record is not None and done.is_done(record, lambda: fingerprint, [out]):
+        return SoftResult(task.shard_name, dict(record.get("counts", {})), True)
+    parts = [_scores(task, col, lowest) for col, lowest in task.scores]
+    if task.keywords:
+        parts.extend(_keywords(task))
+    if task.nsfw_min is not None:
+        parts.append(_nsfw(task))
+    table = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
+    table = table.sort_by([("bank", "ascending"), ("row", "ascending"), ("value", "ascending")])
+    counts: dict[str, int] = {}
+    if table.num_rows:
+        banks = table.column("bank").to_numpy(zero_copy_only=False)
+        rows = table.column("row").to_numpy()
+        for bank in np.unique(banks).tolist():
+            counts[bank] = len(np.unique(rows[banks == bank]))
+    with atomic.atomic_path(out, Path(task.tmp_dir)) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    done.mark_done(state, {**fingerprint, "counts": counts}, Path(task.tmp_dir))
+    return SoftResult(task.shard_name, counts, False, time.perf_counter() - started)

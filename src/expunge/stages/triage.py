@@ -1,0 +1,283 @@
+"""Planning triage: what a clean needs beyond its hash banks, and running the dataset-wide parts.
+
+A :class:`TriageRun` is the policy a clean runs under, with the keyword lists, negative banks and
+review queue it refers to. :func:`check_available` refuses a policy whose inputs the dataset lacks
+before any work (a score column that is not there, keyword lists without captions, neighbours without
+embeddings). :func:`soft_tasks` plans the per-shard soft stage (``stages/soft.py``);
+:func:`neighbours` seeds the expansion in embedding space from the hash-list findings and confirmed
+verdicts and writes the dataset's neighbour findings; :func:`shard_triage` gives each clean task its
+part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from expunge import atomic
+from expunge.errors import ExpungeError
+from expunge.lists.bank import BankInfo
+from expunge.match.stage import read_findings
+from expunge.policy.parse import Policy
+from expunge.stages import done
+from expunge.stages.base import DatasetView
+from expunge.stages.decide import NegativeRef, ReviewRows, ShardTriage, _cancel
+from expunge.stages.soft import SoftTask
+from expunge.store import Store
+
+if TYPE_CHECKING:
+    from expunge.review.queue import ReviewQueue
+    from expunge.signals.keyword import TermList
+
+
+@dataclass(frozen=True)
+class TriageRun:
+    policy: Policy
+    keywords: tuple[tuple[str, TermList], ...] = ()  # (list name = file stem, terms)
+    negatives: tuple[BankInfo, ...] = ()
+    review: ReviewQueue | None = None
+
+    @property
+    def negative_refs(self) -> tuple[NegativeRef, ...]:
+        return tuple(NegativeRef(b.name, b.version, b.feature) for b in self.negatives)
+
+    def public(self) -> dict[str, object]:
+        """What the manifest says of the triage: the policy, the keyword lists (name, file SHA-256 and
+        number of terms, never a term) and the negative banks' provenance."""
+        return {
+            "policy": self.policy.public(),
+            "keyword_lists": [
+                {"name": n, "sha256": t.sha256, "terms": len(t.terms)} for n, t in self.keywords
+            ],
+            "negative_banks": [b.public() for b in self.negatives],
+        }
+
+
+def load_keywords(paths: tuple[Path, ...]) -> tuple[tuple[str, TermList], ...]:
+    from expunge.signals.keyword import read_terms
+
+    out: dict[str, TermList] = {}
+    for path in paths:
+        name = path.stem
+        if name in out:
+            raise ExpungeError("two keyword lists share a name (the file stem): rename one", path)
+        out[name] = read_terms(path)
+    return tuple(sorted(out.items()))
+
+
+def check_available(ds: DatasetView, run: TriageRun, banks: list[BankInfo]) -> None:
+    """Refuse a policy whose inputs the dataset or the run does not have, naming what is missing."""
+    policy = run.policy
+    names = {n for n, _ in run.keywords}
+    for ref in policy.keyword_refs():
+        if ref is None and not names:
+            raise ExpungeError(
+                f"policy {policy.name!r} uses keyword lists: give one with --keywords FILE", policy.source
+            )
+        if ref is not None and ref not in names:
+            raise ExpungeError(
+                f"policy {policy.name!r} uses keyword list {ref!r}: no --keywords file has that name",
+                policy.source,
+            )
+    bank_names = {b.name for b in banks}
+    for ref in policy.bank_refs():
+        if ref is not None and ref not in bank_names:
+            raise ExpungeError(
+                f"policy {policy.name!r} names bank {ref!r}, which this run does not use", policy.source
+            )
+    if policy.neighbour is not None:
+        for seed in policy.neighbour.seeds:
+            if seed.startswith("bank.") and seed[5:] not in bank_names:
+                raise ExpungeError(
+                    f"policy {policy.name!r} seeds from bank {seed[5:]!r}, which this run does not use",
+                    policy.source,
+                )
+    if policy.uses("nsfw"):
+        from expunge.signals import nsfw
+
+        if not nsfw.available():
+            raise ExpungeError(
+                "the policy uses nsfw: install the nsfw extra (pip install 'expunge[nsfw]')", policy.source
+            )
+        if not all(s.handler.has_images for s in ds.shards):
+            raise ExpungeError("the policy uses nsfw, which scores images: this dataset has none", ds.root)
+    if policy.keyword_refs() and not ds.columns.caption:
+        raise ExpungeError(
+            "the policy uses keyword lists, but the dataset has no caption column (give --caption-column)",
+            ds.root,
+        )
+
+
+def soft_tasks(store: Store, ds: DatasetView, run: TriageRun) -> list[SoftTask]:
+    policy = run.policy
+    scores = tuple(sorted(policy.score_columns().items()))
+    nsfw_min = policy.thresholds("nsfw") if policy.uses("nsfw") else None
+    keywords = run.keywords if policy.keyword_refs() else ()
+    if not scores and not keywords and nsfw_min is None:
+        return []
+    model = ""
+    if nsfw_min is not None:
+        from expunge.signals import nsfw
+
+        model = nsfw.model_sha256()
+    tasks = []
+    for shard in ds.shards:
+        out, state = store.soft_findings(ds.id, shard.name)
+        tasks.append(
+            SoftTask(
+                shard=shard,
+                shard_sha256=ds.state[shard.name]["sha256"],
+                index_dir=str(store.index_dir(ds.id, shard.name)),
+                out_path=str(out),
+                state_path=str(state),
+                tmp_dir=str(store.tmp),
+                scores=scores,
+                caption_column=ds.columns.caption,
+                keywords=keywords,
+                nsfw_min=nsfw_min,
+                nsfw_model=model,
+            )
+        )
+    return tasks
+
+
+def _embeddings(ds: DatasetView, shard_name: str) -> np.ndarray:
+    """The shard's image embeddings (``img_emb`` when there are several kinds), memory-mapped."""
+    from expunge.formats.embeddings import check_aligned, find_aligned
+
+    shard = next(s for s in ds.shards if s.name == shard_name)
+    found = find_aligned(shard.metadata, ds.root) if shard.metadata else []
+    if not found:
+        raise ExpungeError(
+            "the policy uses neighbour, but this shard has no aligned embeddings (img_emb/*.npy)",
+            shard.location,
+        )
+    emb = next((e for e in found if e.kind == "img_emb"), found[0])
+    check_aligned(emb, int(ds.state[shard_name]["rows"]))
+    arr: np.ndarray = np.load(emb.path, mmap_mode="r")
+    return arr
+
+
+def seeds(store: Store, ds: DatasetView, banks: list[BankInfo], run: TriageRun) -> dict[str, np.ndarray]:
+    """Seed rows per shard: rows found by the seeding banks (after negative banks) and rows a hotline
+    confirmed."""
+    spec = run.policy.neighbour
+    assert spec is not None
+    use_all = "bank" in spec.seeds
+    named = {s[5:] for s in spec.seeds if s.startswith("bank.")}
+    chosen = [b for b in banks if use_all or b.name in named]
+    features = {b.name: b.feature for b in chosen}
+    triage = ShardTriage(run.policy, negatives=run.negative_refs, store_root=str(store.root))
+    confirmed = run.review.confirmed() if run.review is not None and "confirmed" in spec.seeds else {}
+    out: dict[str, np.ndarray] = {}
+    for shard in ds.shards:
+        rows: list[np.ndarray] = []
+        if chosen:
+            findings = read_findings(store.findings(ds.id, shard.name)[0])
+            if findings.num_rows:
+                mask = np.isin(findings.column("bank").to_numpy(zero_copy_only=False), list(features))
+                findings = _cancel(findings.filter(pa.array(mask)), features, triage, {})
+                rows.append(findings.column("row").to_numpy())
+        if shard.name in confirmed:
+            rows.append(np.asarray(confirmed[shard.name], dtype=np.int64))
+        if rows:
+            got = np.unique(np.concatenate(rows))
+            if len(got):
+                out[shard.name] = got
+    return out
+
+
+def neighbours(
+    store: Store, ds: DatasetView, banks: list[BankInfo], run: TriageRun
+) -> tuple[Path | None, dict[str, int]]:
+    """Expand the seeds to their neighbours in embedding space; the dataset's neighbour findings file
+    (None when the policy uses no neighbours) and what was done."""
+    spec = run.policy.neighbour
+    if spec is None or not run.policy.uses("neighbour"):
+        return None, {}
+    from expunge.signals.neighbour import NeighbourParams, search
+
+    path, state = store.neighbours(ds.id)
+    seed_rows = seeds(store, ds, banks, run)
+    embs = {s.name: _embeddings(ds, s.name) for s in ds.shards}
+    ident = hashlib.sha256(
+        json.dumps(sorted((k, v.tolist()) for k, v in seed_rows.items())).encode()
+    ).hexdigest()
+    fingerprint = {
+        "seeds": ident,
+        "k": spec.k,
+        "min_cosine": spec.min_cosine,
+        "shards": [[s.name, ds.state[s.name]["sha256"]] for s in ds.shards],
+        "embeddings": [[s.name, _stat(embs[s.name])] for s in ds.shards],
+    }
+    record = done.read_record(state)
+    n_seeds = int(sum(len(v) for v in seed_rows.values()))
+    if record is not None and done.is_done(record, fingerprint, [path]):
+        return path, {"seeds": n_seeds, "current": 1}
+    names = [s.name for s in ds.shards]
+    if n_seeds:
+        mats = [np.asarray(embs[name][rows], dtype=np.float32) for name, rows in seed_rows.items()]
+        seed_matrix = np.concatenate(mats)
+        hits = search(
+            seed_matrix, [embs[n] for n in names], NeighbourParams(k=spec.k, min_cosine=spec.min_cosine)
+        )
+        shard_col = [names[i] for i in hits.shard.tolist()]
+        table = pa.table(
+            {
+                "shard": pa.array(shard_col, pa.string()),
+                "row": pa.array(hits.row, pa.int64()),
+                "seed": pa.array(hits.seed, pa.int32()),
+                "cosine": pa.array(hits.cosine, pa.float32()),
+            }
+        ).sort_by([("shard", "ascending"), ("row", "ascending"), ("seed", "ascending")])
+    else:
+        table = pa.table(
+            {
+                "shard": pa.array([], pa.string()),
+                "row": pa.array([], pa.int64()),
+                "seed": pa.array([], pa.int32()),
+                "cosine": pa.array([], pa.float32()),
+            }
+        )
+    with atomic.atomic_path(path, store.tmp) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    done.mark_done(state, fingerprint, store.tmp)
+    return path, {"seeds": n_seeds, "neighbours": table.num_rows}
+
+
+def _stat(arr: np.ndarray) -> list[int]:
+    filename = getattr(arr, "filename", None)
+    if not filename:
+        return [int(arr.shape[0])]
+    st = os.stat(filename)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def shard_triage(
+    store: Store, ds: DatasetView, run: TriageRun, shard: str, neighbour_path: Path | None
+) -> ShardTriage:
+    soft = store.soft_findings(ds.id, shard)[0]
+    review = ReviewRows()
+    if run.review is not None:
+        got = run.review.rows_by_verdict(shard)
+        review = ReviewRows(
+            tuple(int(r) for r in got.get("confirmed", [])),
+            tuple(int(r) for r in got.get("not", [])),
+            tuple(int(r) for r in got.get("unsure", [])),
+        )
+    return ShardTriage(
+        policy=run.policy,
+        soft_path=str(soft) if soft.is_file() else None,
+        neighbour_path=str(neighbour_path) if neighbour_path is not None else None,
+        negatives=run.negative_refs,
+        review=review,
+        store_root=str(store.root),
+    )
