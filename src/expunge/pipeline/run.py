@@ -50,6 +50,7 @@ class Pipeline:
         self.reporter: Reporter = self.config.reporter or NullReporter()
         self.ledger: list[dict[str, Any]] = []
         self._neighbours: Path | None = None  # the neighbour findings of the last triage stage
+        self._soft = False  # the last triage stage measured soft signals (scores, keywords, nsfw)
 
     def _report(self, report: StageReport) -> StageReport:
         self.ledger.append(asdict(report))
@@ -99,6 +100,7 @@ class Pipeline:
         started = time.perf_counter()
         triage_stage.check_available(ds, run, banks)
         tasks = triage_stage.soft_tasks(self.store, ds, run)
+        self._soft = bool(tasks)
         counts: dict[str, int] = {}
         current = 0
         with self.reporter.bar("triage", len(tasks), "shards") as bar:
@@ -191,7 +193,8 @@ class Pipeline:
         if run is None:
             return None
         path = getattr(self, "_neighbours", None)
-        return {s.name: triage_stage.shard_triage(self.store, ds, run, s.name, path) for s in ds.shards}
+        soft = self._soft
+        return {s.name: triage_stage.shard_triage(self.store, ds, run, s.name, path, soft) for s in ds.shards}
 
     def _flood_guard(
         self,

@@ -142,7 +142,10 @@ def _soft_signals(
         banks = soft.column("bank").to_numpy(zero_copy_only=False)
         score = soft.column("score").to_numpy(zero_copy_only=False).astype(np.float64)  # null → NaN
         signal = soft.column("signal").to_numpy(zero_copy_only=False)
+        wanted = set(_value_refs(policy))
         for bank in np.unique(banks).tolist():
+            if not (bank in wanted or bank.startswith("keyword.")):
+                continue  # measured for another policy: not this one's input
             sel = banks == bank
             if signal[sel][0] == "keyword":
                 for key in ("keyword", bank):

@@ -58,7 +58,15 @@ class TriageRun:
                 {"name": n, "sha256": t.sha256, "terms": len(t.terms)} for n, t in self.keywords
             ],
             "negative_banks": [b.public() for b in self.negatives],
+            **({"nsfw_model": _nsfw_model()} if self.policy.uses("nsfw") else {}),
         }
+
+
+def _nsfw_model() -> dict[str, str]:
+    """Which model scored nudity: a release says what decided its rows."""
+    from expunge.signals import nsfw
+
+    return {"name": nsfw.MODEL_NAME, "sha256": nsfw.model_sha256()}
 
 
 def load_keywords(paths: tuple[Path, ...]) -> tuple[tuple[str, TermList], ...]:
@@ -262,9 +270,9 @@ def _stat(arr: np.ndarray) -> list[int]:
 
 
 def shard_triage(
-    store: Store, ds: DatasetView, run: TriageRun, shard: str, neighbour_path: Path | None
+    store: Store, ds: DatasetView, run: TriageRun, shard: str, neighbour_path: Path | None, soft: bool = True
 ) -> ShardTriage:
-    soft = store.soft_findings(ds.id, shard)[0]
+    soft_path = store.soft_findings(ds.id, shard)[0]
     review = ReviewRows()
     if run.review is not None:
         got = run.review.rows_by_verdict(shard)
@@ -275,7 +283,7 @@ def shard_triage(
         )
     return ShardTriage(
         policy=run.policy,
-        soft_path=str(soft) if soft.is_file() else None,
+        soft_path=str(soft_path) if soft and soft_path.is_file() else None,
         neighbour_path=str(neighbour_path) if neighbour_path is not None else None,
         negatives=run.negative_refs,
         review=review,
