@@ -199,6 +199,58 @@ border-radius:3px}
 """
 
 
+_POLICY_WHY = (
+    "Hash lists and a hotline's confirmations always remove; the policy's rules decide the rest, first "
+    "match wins. Rows a review rule holds back stay out of the release until a hotline decides them."
+)
+
+
+def _policy_html(summary: dict[str, Any], triage: dict[str, Any]) -> str:
+    """The policy a release was cleaned under: its rules and how many rows each removed; the negative
+    banks and how many findings they cancelled; the keyword lists by hash (never a term)."""
+    policy = triage.get("policy", {})
+    removed = summary.get("removed_by_rule", {})
+    rows = [
+        ("hash-lists", "remove", "any finding of a listed bank"),
+        ("review-confirmed", "remove", "a hotline confirmed it"),
+    ]
+    rows += [(str(r.get("name")), str(r.get("action")), str(r.get("when"))) for r in policy.get("rules", [])]
+    body = "".join(
+        f'<tr data-rule="{escape(name)}"><td>{escape(name)}</td><td>{escape(action)}</td>'
+        f"<td><code>{escape(when)}</code></td><td>{int(removed.get(name, 0)):,}</td></tr>"
+        for name, action, when in rows
+    )
+    html = (
+        f'<p class="note">Policy <b>{escape(str(policy.get("name")))}</b>'
+        f" ({escape(str(policy.get('source')))}),"
+        f" SHA-256 <code>{escape(str(policy.get('sha256')))}</code>.</p>"
+        "<table><tr><th>rule</th><th>action</th><th>when</th><th>rows removed</th></tr>"
+        f"{body}</table>"
+    )
+    cancelled = summary.get("negative_cancelled", {})
+    negatives = triage.get("negative_banks", [])
+    if negatives:
+        items = "".join(
+            f'<li data-negative="{escape(str(b.get("name")))}">'
+            f"{escape(str(b.get('name')))} v{b.get('version')}:"
+            f" {int(cancelled.get(b.get('name'), 0)):,} finding(s) cancelled</li>"
+            for b in negatives
+        )
+        html += '<p class="note">Negative banks (values cleared by a hotline or the maintainer):</p>'
+        html += f"<ul>{items}</ul>"
+    lists = triage.get("keyword_lists", [])
+    if lists:
+        items = "".join(
+            f"<li>{escape(str(k.get('name')))}: {int(k.get('terms', 0)):,} terms, SHA-256"
+            f" <code>{escape(str(k.get('sha256')))}</code></li>"
+            for k in lists
+        )
+        html += (
+            f'<p class="note">Keyword lists (named by hash; their terms are never shown):</p><ul>{items}</ul>'
+        )
+    return html
+
+
 def render_report(
     release: Path,
     store: Path | None = None,
@@ -326,6 +378,10 @@ def render_report(
                 wide=True,
             )
         )
+
+    triage = summary.get("triage")
+    if isinstance(triage, dict):
+        sections.append(_section("Policy and rules", _policy_html(summary, triage), _POLICY_WHY, wide=True))
 
     notice = summary.get("notice")
     records = summary.get("records")
