@@ -113,6 +113,22 @@ def demo_result(res: DemoResult) -> bool:
     where.add_row("summary", f"{res.release / 'summary.json'}")
     where.add_row("removed rows", f"{res.release / 'removed.parquet'}  (keyed hashes, shard, row, reasons)")
     bad = bool(res.missed or res.extra)
+    if res.triage is not None:
+        tri = res.triage
+        console.print(
+            "\n[bold]triage part[/]: the same dataset under Re-LAION's research-safe policy (punsafe > 0.45,"
+            " or > 0.95 with a SYNTHETIC keyword), hash lists as before"
+        )
+        print_summary(tri.summary, tri.release)
+        ok = tri.left == 0 and tri.lost == 0
+        bad = bad or not ok
+        rules = ", ".join(f"{k} {v:,}" for k, v in sorted(tri.summary.get("removed_by_rule", {}).items()))
+        console.print(
+            f"{'[green]OK[/]' if ok else '[red]MISMATCH[/]'}: {tri.over:,} rows with punsafe > 0.45 or none,"
+            f" {tri.left} of them left in the release, {tri.lost} safe rows taken by a rule; by rule: {rules}"
+        )
+        where.add_row("keyword list", f"{tri.keywords}  (SYNTHETIC neutral words)")
+        where.add_row("research-safe release", str(tri.release))
     if res.images is not None:
         img = res.images
         console.print(

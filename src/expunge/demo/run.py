@@ -42,6 +42,7 @@ class DemoResult:
     extra: int  # rows removed that were not planted (must be 0)
     seconds: dict[str, float]
     images: ImagePart | None = None
+    triage: TriagePart | None = None
 
 
 @dataclass
@@ -53,6 +54,22 @@ class ImagePart:
     planted: int
     missed: int
     extra: int
+
+
+@dataclass
+class TriagePart:
+    """The same dataset cleaned under Re-LAION's research-safe policy (punsafe score + keyword list)."""
+
+    keywords: Path
+    release: Path
+    summary: dict[str, Any]
+    over: int  # input rows with punsafe > 0.45 (or none): each must be out of the release
+    left: int  # of those, still in the release (must be 0)
+    lost: int  # rows with punsafe <= 0.45, not listed, not quarantined, missing from the release (must be 0)
+
+
+#: A SYNTHETIC keyword list of neutral words (stands in for a child-protection term list).
+DEMO_KEYWORDS = ("teapot", "umbrella", "guitar")
 
 
 def run_demo(
@@ -103,11 +120,58 @@ def run_demo(
     missed, extra = _check(ds, release)
     planted = len({(f.shard, f.row) for f in ds.flagged})
     result = DemoResult(workdir, ds.root, lists, store, release, summary, planted, missed, extra, times)
+    t = time.perf_counter()
+    result.triage = _triage_part(workdir, store, ds, workers, reporter)
+    times["triage"] = time.perf_counter() - t
     if images:
         t = time.perf_counter()
         result.images = _image_part(workdir, store, images, workers, reporter)
         times["images"] = time.perf_counter() - t
     return result
+
+
+def _triage_part(
+    workdir: Path, store: Path, ds: synth.SynthDataset, workers: int | None, reporter: Reporter
+) -> TriagePart:
+    """Clean under ``research-safe`` and check that exactly the rows with punsafe <= 0.45 stay (less
+    the listed and quarantined ones), from the shards themselves."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    keywords = workdir / "lists" / "keywords-SYNTHETIC.txt"
+    keywords.write_text(
+        "# SYNTHETIC neutral words standing in for a keyword list\n" + "\n".join(DEMO_KEYWORDS) + "\n"
+    )
+    release = workdir / "release-research-safe"
+    opts = api.Options(
+        store=store,
+        workers=workers,
+        reporter=reporter,
+        publish_records=True,
+        policy="research-safe",
+        keywords=(keywords,),
+    )
+    summary = api.clean([str(ds.root)], release, banks=list(DEMO_LISTS), opts=opts)
+    records = pq.read_table(release / "removed.parquet", columns=["shard", "row", "reasons"]).to_pylist()
+    by_rule = {
+        (r["shard"], r["row"])
+        for r in records
+        if any(x.startswith(("rule:", "missing:")) for x in r["reasons"])
+    }
+
+    def unsafe(path: Path) -> np.ndarray:
+        score = pq.read_table(path, columns=["punsafe"]).column("punsafe").to_numpy(zero_copy_only=False)
+        return np.asarray(~(np.nan_to_num(score.astype(np.float64), nan=1.0) <= 0.45))
+
+    over = left = lost = 0
+    for path in sorted(ds.root.rglob("*.parquet")):
+        shard = path.relative_to(ds.root).as_posix()
+        flags = unsafe(path)
+        over += int(flags.sum())
+        left += int(unsafe(release / shard).sum())
+        # A row at or under 0.45 taken out by a policy rule is a row the policy should have kept.
+        lost += sum(1 for r in np.flatnonzero(~flags).tolist() if (shard, r) in by_rule)
+    return TriagePart(keywords, release, summary, over, left, lost)
 
 
 def _image_part(
