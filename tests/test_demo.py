@@ -48,7 +48,7 @@ def test_demo_runs_and_contains_flagged_content(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("OK:") == 2 and "SYNTHETIC" in proc.stdout and "MISMATCH" not in proc.stdout
+    assert proc.stdout.count("OK:") == 3 and "SYNTHETIC" in proc.stdout and "MISMATCH" not in proc.stdout
     demo = tmp_path / "d"
     removed = pq.read_table(demo / "release" / "removed.parquet").to_pylist()
     flagged = [(r["shard"], r["row"]) for r in removed if r["action"] == "removed"]
