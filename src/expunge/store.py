@@ -16,6 +16,8 @@ STORE/
       shards/NAME.TAG.json / .removed.parquet     per-shard completion marker and removal records
       removed.parquet                             every shard's removal records together
       files.json                                  hashes of the published files, by stat
+  lineage/graph/                      the lineage graph built from model and dataset cards
+  lineage/marks.json                  marked datasets (history) and derivatives' evidence from apply
   runs/*.json                         ledger: one record per command run
   tmp/                                temporaries, renamed into place
 ```
@@ -171,6 +173,11 @@ class Store:
     @staticmethod
     def files_cache(private: Path) -> Path:
         return private / "files.json"
+
+    # lineage
+    def lineage_dir(self) -> Path:
+        """The lineage graph (``graph/``) and the marks and evidence (``marks.json``)."""
+        return self.root / "lineage"
 
     # run ledger
     @property
