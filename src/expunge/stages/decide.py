@@ -13,6 +13,9 @@ negative banks, the review queue's verdicts and the policy. The precedence is fi
 4. rows that cannot be checked are quarantined (URL, image);
 5. cover rows are removed to hide the flagged ones.
 
+A shard whose bytes changed since the review queue named its rows is withheld whole (``review:stale``)
+after step 1: its verdicts and candidates name rows of the old content.
+
 A policy can add removals; it can never publish a row a hash list or a verdict removes.
 """
 
@@ -37,6 +40,8 @@ from expunge.store import Store
 
 #: Reason of a row removed because a hotline confirmed it.
 CONFIRMED = "review:confirmed"
+#: Reason of every row of a shard whose content changed after its review rows were recorded.
+STALE = "review:stale"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class ReviewRows:
     confirmed: tuple[int, ...] = ()
     rejected: tuple[int, ...] = ()
     unsure: tuple[int, ...] = ()
+    stale: bool = False  # the shard changed since these rows were recorded: they name other rows
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,8 @@ def _cancel(
         width = allow[0][1].dtype.itemsize
         vals = np.array([values[i] for i in idx], dtype=f"S{width}")
         for name, allowed in allow:
+            if not len(allowed):
+                continue  # an empty allow-list (--allow-empty) clears nothing
             pos = np.searchsorted(allowed, vals)
             hit = (pos < len(allowed)) & (allowed[np.minimum(pos, len(allowed) - 1)] == vals) & keep[idx]
             if hit.any():
@@ -160,7 +168,8 @@ def _soft_signals(
     if triage.neighbour_path and Path(triage.neighbour_path).is_file():
         nb = pq.read_table(triage.neighbour_path, filters=[("shard", "=", shard)])
         arr = values.setdefault("neighbour", np.full(n, -np.inf))
-        np.maximum.at(arr, nb.column("row").to_numpy(), nb.column("cosine").to_numpy().astype(np.float64))
+        with np.errstate(invalid="ignore"):  # NaN: a row without a usable embedding is missing
+            np.maximum.at(arr, nb.column("row").to_numpy(), nb.column("cosine").to_numpy().astype(np.float64))
     rejected = np.zeros(n, dtype=bool)
     rejected[list(triage.review.rejected)] = True
     return RowSignals(n, flags, values, rejected), values
@@ -177,13 +186,15 @@ def _signals_json(row: int, values: dict[str, np.ndarray], flags: dict[str, np.n
     out: dict[str, float | int | None] = {}
     for ref, arr in sorted(values.items()):
         v = float(arr[row])
-        out[ref] = None if np.isnan(v) else (round(v, 6) if np.isfinite(v) else None)
+        if np.isnan(v):
+            out[ref] = None  # missing: the row has no value (no score, no usable embedding)
+        elif np.isfinite(v):
+            out[ref] = round(v, 6)
+        # -inf: below every threshold the store kept, not missing; a null would tell the hotline so
     for ref, mask in sorted(flags.items()):
         if ref.startswith("keyword") and mask[row]:
             out[ref] = 1
-    return json.dumps(
-        {k: v for k, v in out.items() if v is not None or k.startswith("score")}, sort_keys=True
-    )
+    return json.dumps(out, sort_keys=True)
 
 
 def decide(
@@ -220,6 +231,12 @@ def decide(
     if reasons:
         out.by_rule["hash-lists"] = len(reasons)
     quarantined = out.quarantined
+    if triage is not None and triage.review.stale:
+        # Its verdicts name rows of the old content: publish nothing of it, queue nothing from it.
+        for r in range(n):
+            if r not in reasons:
+                quarantined[r] = STALE
+        return out
     if triage is not None:
         for row in triage.review.confirmed:
             if row < n:

@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from expunge import atomic
 from expunge.errors import ExpungeError
+from expunge.features.digest import as_binary
+from expunge.features.text import utf8_invalid_mask
 from expunge.formats import Shard
 from expunge.match.stage import FINDINGS_SCHEMA, _exact_binary
 from expunge.stages import done
@@ -55,6 +57,7 @@ class SoftTask:
 
     def fingerprint(self) -> dict[str, object]:
         return {
+            "format": 2,  # 2: captions with stray non-UTF-8 bytes are matched (bytes replaced)
             "sha256": self.shard_sha256,
             "scores": [list(s) for s in self.scores],
             "caption": self.caption_column,
@@ -123,6 +126,24 @@ def _scores(task: SoftTask, column: str, lowest: float) -> pa.Table:
     return pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
 
 
+def _repaired(batch: pa.Array) -> pa.Array:
+    """Captions with every byte that is not UTF-8 replaced by U+FFFD: one stray byte must not hide a
+    term from the matcher (it reads non-UTF-8 rows as null, and a null caption matches nothing)."""
+    if not (pa.types.is_binary(batch.type) or pa.types.is_large_binary(batch.type)) and not (
+        pa.types.is_string(batch.type) or pa.types.is_large_string(batch.type)
+    ):
+        return batch
+    raw = as_binary(batch)
+    bad = utf8_invalid_mask(raw)
+    if not bad.any():
+        return batch
+    idx = np.flatnonzero(bad)
+    fixed = [raw[int(i)].as_py().decode("utf-8", "replace") for i in idx]
+    text_type = pa.large_string() if pa.types.is_large_binary(raw.type) else pa.string()
+    good = pc.if_else(pa.array(bad), pa.scalar(None, raw.type), raw).cast(text_type)
+    return pc.replace_with_mask(good, pa.array(bad), pa.array(fixed, text_type))
+
+
 def _keywords(task: SoftTask) -> list[pa.Table]:
     from expunge.signals.keyword import KeywordMatcher
 
@@ -136,6 +157,7 @@ def _keywords(task: SoftTask) -> list[pa.Table]:
     found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name, _ in task.keywords}
     start = 0
     for batch in fmt.iter_text(task.shard, task.caption_column):
+        batch = _repaired(batch)
         for name, _terms, matcher in matchers:
             rows, term = matcher.match(batch)
             if len(rows):

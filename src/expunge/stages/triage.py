@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
@@ -185,6 +186,7 @@ def seeds(store: Store, ds: DatasetView, banks: list[BankInfo], run: TriageRun) 
     features = {b.name: b.feature for b in chosen}
     triage = ShardTriage(run.policy, negatives=run.negative_refs, store_root=str(store.root))
     confirmed = run.review.confirmed() if run.review is not None and "confirmed" in spec.seeds else {}
+    stale = stale_shards(store, ds, run)
     out: dict[str, np.ndarray] = {}
     for shard in ds.shards:
         rows: list[np.ndarray] = []
@@ -194,7 +196,8 @@ def seeds(store: Store, ds: DatasetView, banks: list[BankInfo], run: TriageRun) 
                 mask = np.isin(findings.column("bank").to_numpy(zero_copy_only=False), list(features))
                 findings = _cancel(findings.filter(pa.array(mask)), features, triage, {})
                 rows.append(findings.column("row").to_numpy())
-        if shard.name in confirmed:
+        if shard.name in confirmed and shard.name not in stale:
+            # A stale shard's verdicts name rows of its old content: never a seed here.
             rows.append(np.asarray(confirmed[shard.name], dtype=np.int64))
         if rows:
             got = np.unique(np.concatenate(rows))
@@ -208,6 +211,7 @@ def neighbours(
 ) -> tuple[Path | None, dict[str, int]]:
     """Expand the seeds to their neighbours in embedding space; the dataset's neighbour findings file
     (None when the policy uses no neighbours) and what was done."""
+    bind_review(store, ds, run)  # the triage stage runs before every clean that reads the queue
     spec = run.policy.neighbour
     if spec is None or not run.policy.uses("neighbour"):
         return None, {}
@@ -220,6 +224,7 @@ def neighbours(
         json.dumps(sorted((k, v.tolist()) for k, v in seed_rows.items())).encode()
     ).hexdigest()
     fingerprint = {
+        "format": 2,  # 2: rows without a usable embedding are written as missing (NaN)
         "seeds": ident,
         "k": spec.k,
         "min_cosine": spec.min_cosine,
@@ -238,12 +243,21 @@ def neighbours(
             seed_matrix, [embs[n] for n in names], NeighbourParams(k=spec.k, min_cosine=spec.min_cosine)
         )
         shard_col = [names[i] for i in hits.shard.tolist()]
+        rows_col, seed_col, cos_col = [hits.row], [hits.seed], [hits.cosine]
+        # A row whose embedding is zero, NaN or inf cannot be compared with the seeds: its cosine is
+        # missing (NaN, seed -1), never "not a neighbour", so a policy quarantines or reviews it.
+        for name in names:
+            bad = _invalid_rows(embs[name])
+            shard_col += [name] * len(bad)
+            rows_col.append(bad)
+            seed_col.append(np.full(len(bad), -1, dtype=np.int32))
+            cos_col.append(np.full(len(bad), np.nan, dtype=np.float32))
         table = pa.table(
             {
                 "shard": pa.array(shard_col, pa.string()),
-                "row": pa.array(hits.row, pa.int64()),
-                "seed": pa.array(hits.seed, pa.int32()),
-                "cosine": pa.array(hits.cosine, pa.float32()),
+                "row": pa.array(np.concatenate(rows_col), pa.int64()),
+                "seed": pa.array(np.concatenate(seed_col), pa.int32()),
+                "cosine": pa.array(np.concatenate(cos_col), pa.float32()),
             }
         ).sort_by([("shard", "ascending"), ("row", "ascending"), ("seed", "ascending")])
     else:
@@ -258,7 +272,20 @@ def neighbours(
     with atomic.atomic_path(path, store.tmp) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     done.mark_done(state, fingerprint, store.tmp)
-    return path, {"seeds": n_seeds, "neighbours": table.num_rows}
+    missing = int(pc.sum(pc.is_nan(table.column("cosine"))).as_py() or 0)
+    return path, {"seeds": n_seeds, "neighbours": table.num_rows - missing, "no_embedding": missing}
+
+
+def _invalid_rows(arr: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """Rows whose embedding is zero or holds NaN or inf (read in chunks through the memory map)."""
+    out: list[np.ndarray] = []
+    for start in range(0, arr.shape[0], chunk):
+        block = np.asarray(arr[start : start + chunk], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norm2 = np.einsum("ij,ij->i", block, block)
+        bad = ~(np.isfinite(norm2) & (norm2 > 1e-30))
+        out.append(np.flatnonzero(bad).astype(np.int64) + start)
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
 def _stat(arr: np.ndarray) -> list[int]:
@@ -280,6 +307,7 @@ def shard_triage(
             tuple(int(r) for r in got.get("confirmed", [])),
             tuple(int(r) for r in got.get("not", [])),
             tuple(int(r) for r in got.get("unsure", [])),
+            stale=shard in stale_shards(store, ds, run, (shard,)),
         )
     return ShardTriage(
         policy=run.policy,
@@ -289,3 +317,90 @@ def shard_triage(
         review=review,
         store_root=str(store.root),
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Review state is bound to the content it names
+
+REVIEW_SHARDS = "shards.json"
+
+
+def _review_shards(store: Store, ds: DatasetView) -> Path:
+    return store.review_dir(ds.id) / REVIEW_SHARDS
+
+
+def _has_review_rows(review: ReviewQueue, shard: str) -> bool:
+    return any(len(v) for v in review.rows_by_verdict(shard).values())
+
+
+def stale_shards(
+    store: Store, ds: DatasetView, run: TriageRun, names: tuple[str, ...] | None = None
+) -> frozenset[str]:
+    """Shards whose review rows (candidates, verdicts) were recorded against other content.
+
+    The queue names rows by index; once a shard's bytes change, row N is another row, and a "not"
+    there would publish a row nobody reviewed. Such a shard is withheld whole (``review:stale``)
+    until its reviewed content is back."""
+    if run.review is None:
+        return frozenset()
+    return _stale(store, ds, run.review, names)
+
+
+def _stale(
+    store: Store, ds: DatasetView, review: ReviewQueue, names: tuple[str, ...] | None = None
+) -> frozenset[str]:
+    path = _review_shards(store, ds)
+    bound: dict[str, str] = atomic.read_json(path) if path.is_file() else {}
+    out = set()
+    for name in names if names is not None else [s.name for s in ds.shards]:
+        was = bound.get(name)
+        if was is not None and was != ds.state[name]["sha256"] and _has_review_rows(review, name):
+            out.add(name)
+    return frozenset(out)
+
+
+def check_export(store: Store, ds: DatasetView, review: ReviewQueue) -> None:
+    """Refuse a review export naming rows of a shard whose content is not the one they were queued
+    from (changed since, or changed on disk since the last clean): the hotline would review, and its
+    URLs file would name, other rows."""
+    from expunge.index.build import fingerprint
+
+    def exportable(name: str) -> bool:
+        got = review.rows_by_verdict(name)
+        return bool(len(got["pending"]) or len(got["unsure"]))
+
+    named = [s for s in ds.shards if exportable(s.name)]
+    for shard in named:
+        known = ds.state.get(shard.name)
+        size, mtime = fingerprint(shard.files)
+        if known is None or (known.get("size"), known.get("mtime_ns")) != (size, mtime):
+            raise ExpungeError(
+                "shard changed since the last clean; run clean first (review rows name rows by index)",
+                shard.location,
+            )
+    stale = _stale(store, ds, review, tuple(s.name for s in named))
+    if stale:
+        where = next(s.location for s in named if s.name in stale)
+        raise ExpungeError(
+            "shard changed since its review rows were queued: they name rows of the old content;"
+            " restore that content to export them",
+            where,
+        )
+
+
+def bind_review(store: Store, ds: DatasetView, run: TriageRun) -> None:
+    """Record which content each shard's review rows refer to: the current content for a shard the
+    queue does not name yet (its rows, if any, are queued by this clean); a bound shard that has rows
+    keeps its binding (``stale_shards``)."""
+    if run.review is None:
+        return
+    path = _review_shards(store, ds)
+    bound: dict[str, str] = atomic.read_json(path) if path.is_file() else {}
+    new = dict(bound)
+    for shard in ds.shards:
+        sha = str(ds.state[shard.name]["sha256"])
+        if shard.name not in bound or not _has_review_rows(run.review, shard.name):
+            new[shard.name] = sha
+    if new != bound:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, dict(sorted(new.items())), store.tmp)
