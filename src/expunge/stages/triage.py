@@ -11,6 +11,7 @@ part.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -346,11 +347,25 @@ def stale_shards(
     return _stale(store, ds, run.review, names)
 
 
+def _bound(path: Path) -> dict[str, str]:
+    """The binding file, read once per version of it (``shard_triage`` asks once per shard)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    return _read_bound(str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_bound(path: str, _ino: int, _size: int, _mtime: int) -> dict[str, str]:
+    got: dict[str, str] = atomic.read_json(Path(path))
+    return got
+
+
 def _stale(
     store: Store, ds: DatasetView, review: ReviewQueue, names: tuple[str, ...] | None = None
 ) -> frozenset[str]:
-    path = _review_shards(store, ds)
-    bound: dict[str, str] = atomic.read_json(path) if path.is_file() else {}
+    bound = _bound(_review_shards(store, ds))
     out = set()
     for name in names if names is not None else [s.name for s in ds.shards]:
         was = bound.get(name)
