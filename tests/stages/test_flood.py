@@ -103,19 +103,11 @@ def test_multiple_of_the_previous_count() -> None:
     _check(_tally(1000, {"a": 21}), previous, share=1.0, min_rows=21)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flood.check compares counts, not rates: a dataset that grew 100x at the same rate trips",
-)
 def test_multiple_is_of_the_previous_rate_when_the_dataset_grew() -> None:
     """Issue 10: 'a multiple of that bank's previous rate'. 2 in 100 rows, then 200 in 10,000: 2 % both."""
     _check(_tally(10_000, {"a": 200}), {"rows_in": 100, "banks": {"a": 2}}, share=1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flood.check compares counts, not rates: a rate 20x higher on a smaller dataset passes",
-)
 def test_multiple_is_of_the_previous_rate_when_the_dataset_shrank() -> None:
     """10 in 10,000 rows (0.1 %), then 10 in 500 (2 %): 20x the rate, over a 10x limit."""
     with pytest.raises(ExpungeError):
@@ -128,9 +120,16 @@ def test_baseline_round_trip(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     flood.save(path, _tally(7, {"a": 1}, {"r": 2}), tmp)
-    assert flood.load(path) == {"rows_in": 7, "banks": {"a": 1}, "rules": {"r": 2}}
+    assert flood.load(path) == {"rows_in": 7, "banks": {"a": 1}, "rules": {"r": 2}, "hash_rows": 0}
 
 
 def test_empty_dataset_does_not_divide_by_zero() -> None:
     _check(_tally(0))
     _check(_tally(0), {"rows_in": 0, "banks": {}, "rules": {}})
+
+
+def test_a_flood_split_over_several_banks_is_still_a_flood() -> None:
+    """Red-team finding: two banks each under the share, together over it."""
+    with pytest.raises(ExpungeError, match="hash-lists"):
+        _check(flood.Tally(1000, {"a": 8, "b": 8}, {}, hash_rows=16), share=0.01)
+    _check(flood.Tally(1000, {"a": 8, "b": 8}, {}, hash_rows=16), share=0.01, accept=("hash-lists",))

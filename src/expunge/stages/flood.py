@@ -21,15 +21,20 @@ from expunge import atomic
 from expunge.errors import ExpungeError
 from expunge.stages.decide import Decided
 
+#: The name of all hash lists together, for ``--accept-flood``.
+HASH_LISTS = "hash-lists"
+
 
 @dataclass
 class Tally:
     rows_in: int = 0
     banks: dict[str, int] = field(default_factory=dict)  # rows per positive bank (after negative banks)
     rules: dict[str, int] = field(default_factory=dict)  # rows removed or withheld per policy rule
+    hash_rows: int = 0  # rows removed by any hash list
 
     def add(self, decided: Decided) -> None:
         self.rows_in += decided.rows_in
+        self.hash_rows += sum(1 for rs in decided.reasons.values() if any("@v" in r for r in rs))
         for reasons in decided.reasons.values():
             for bank in {r.split(":", 1)[1].rsplit("@v", 1)[0] for r in reasons if "@v" in r}:
                 self.banks[bank] = self.banks.get(bank, 0) + 1
@@ -57,10 +62,15 @@ def check(
     n = max(tally.rows_in, 1)
     items = [("bank", k, v, share) for k, v in sorted(tally.banks.items())]
     items += [("rule", k, v, rule_shares.get(k) or share) for k, v in sorted(tally.rules.items())]
+    # All hash lists together too: a flood split over several banks is still a flood.
+    if len(tally.banks) > 1:
+        items.append(("lists", HASH_LISTS, tally.hash_rows, share))
+    # The previous clean's rows (a baseline without them compares with this run's rows: counts).
+    before_n = max(int(previous.get("rows_in") or tally.rows_in), 1)
     for kind, name, rows, limit in items:
         if name in accept or rows <= min_rows:
             continue
-        before = previous.get(f"{kind}s", {}).get(name)
+        before = previous.get("hash_rows") if kind == "lists" else previous.get(f"{kind}s", {}).get(name)
         if rows > limit * n:
             raise ExpungeError(
                 f"flood guard: {kind} {name!r} would remove {rows} of {tally.rows_in} rows"
@@ -68,11 +78,12 @@ def check(
                 f" (check the list, or pass --accept-flood {name})",
                 where,
             )
-        if before is not None and rows > multiple * max(int(before), 1):
+        # Rates, not counts: a dataset that grew keeps its rate; one that shrank must not hide a jump.
+        if before is not None and rows / n > multiple * max(int(before), 1) / before_n:
             raise ExpungeError(
-                f"flood guard: {kind} {name!r} would remove {rows} rows,"
-                f" {rows / max(int(before), 1):.0f}x the {before} of the previous clean"
-                f" (limit {multiple:g}x); nothing was written"
+                f"flood guard: {kind} {name!r} would remove {rows} of {tally.rows_in} rows ({rows / n:.2%}),"
+                f" over {multiple:g}x its rate in the previous clean (the {int(before)} of the previous"
+                f" clean's {before_n} rows, {int(before) / before_n:.2%}); nothing was written"
                 f" (check the list, or pass --accept-flood {name})",
                 where,
             )
@@ -83,4 +94,10 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def save(path: Path, tally: Tally, tmp: Path) -> None:
-    atomic.write_json(path, {"rows_in": tally.rows_in, "banks": tally.banks, "rules": tally.rules}, tmp)
+    data = {
+        "rows_in": tally.rows_in,
+        "banks": tally.banks,
+        "rules": tally.rules,
+        "hash_rows": tally.hash_rows,
+    }
+    atomic.write_json(path, data, tmp)
