@@ -255,19 +255,22 @@ def apply(
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
     opts: RunConfig | None = None,
+    lineage_id: str | None = None,
 ) -> dict[str, Any]:
     """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
 
     Without lists, the release is a keep-list (LAION's way): a derivative row stays only if its URL,
     byte for byte, is a URL of the release; every other row is removed as not in the
     release. With lists (or banks), the derivative is matched against them instead. Either way the row
-    accounting, containment and resumability of ``clean`` hold.
+    accounting, containment and resumability of ``clean`` hold. The rows removed are recorded as
+    lineage evidence for the derivative (under ``lineage_id``, a repo id, when given).
     """
     from expunge.release import manifest as mf
     from expunge.release.verify import verify_release
 
     release = Path(release)
     man = mf.load(release / mf.MANIFEST)
+    _lineage_id_checked(lineage_id)
     # A release edited after it was published could carry back the rows it removed: follow only one
     # that checks out against its manifest, file by file.
     problems = verify_release(release)
@@ -289,6 +292,7 @@ def apply(
             "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
         )
         return summary
+        _record_apply_evidence(s.store, man, ds.root, Path(out), lineage_id)
 
 
 def review_export(
@@ -476,3 +480,178 @@ def keygen(prefix: str | Path) -> tuple[Path, Path]:
     from expunge.release.sign import keygen as _keygen
 
     return _keygen(Path(prefix))
+
+
+# ---- lineage: what descends from data with removed rows (issue 11) ------------------------------
+
+
+def _lineage_graph_dir(s: Store) -> Path:
+    return s.lineage_dir() / "graph"
+
+
+def lineage_build(cards: Sequence[str | Path], *, store: str | Path = DEFAULT_STORE) -> dict[str, Any]:
+    """Read model and dataset cards (folders or a parquet dump) into the store's lineage graph.
+
+    Returns counts and every card warning (card, message): messy cards warn, they never stop the build."""
+    from expunge.lineage.cards import read_sources
+    from expunge.lineage.graph import LineageGraph
+
+    s = Store(store)
+    with s.lock():
+        found = read_sources([Path(c) for c in cards])
+        graph = LineageGraph.from_cards(found)
+        graph.save(_lineage_graph_dir(s), s.tmp)
+    kinds = [n.kind for n in found.nodes.values()]
+    return {
+        "cards_read": found.cards_read,
+        "nodes": len(found.nodes),
+        "models": kinds.count("model"),
+        "datasets": kinds.count("dataset"),
+        "edges": len(found.edges),
+        "warnings": [(w.card, w.message) for w in graph.warnings],
+    }
+
+
+def _lineage_load_graph(s: Store) -> Any:
+    from expunge.lineage.graph import LineageGraph
+
+    folder = _lineage_graph_dir(s)
+    if not folder.is_dir():
+        raise ExpungeError(
+            "no lineage graph in the store: run 'expunge lineage build CARDS...' first", folder
+        )
+    return LineageGraph.load(folder)
+
+
+@dataclass(frozen=True)
+class LineageMarkResult:
+    dataset: str
+    status: str
+    successor: str | None
+    merkle_root: str | None
+    rows_removed: int | None
+    history: int  # marks recorded for this dataset, this one included
+    warnings: list[str]
+
+
+def lineage_mark(
+    dataset_id: str,
+    *,
+    release: str | Path | None = None,
+    status: str = "removed",
+    successor: str | None = None,
+    store: str | Path = DEFAULT_STORE,
+) -> LineageMarkResult:
+    """Record that a dataset had rows removed (or was withdrawn, gated, renamed), with the cleaned
+    release as its successor. A release that does not verify is refused; marks are kept as a history."""
+    from expunge.lineage import marks as lm
+    from expunge.lineage.cards import canonical_id
+
+    if status not in lm.STATUSES:
+        raise ExpungeError(f"unknown status {status!r} ({', '.join(lm.STATUSES)})")
+    canonical = canonical_id(dataset_id)
+    if canonical is None:
+        raise ExpungeError("not a repo id (expected owner/name)", Path(dataset_id))
+    succ = None
+    if successor is not None:
+        succ = canonical_id(successor)
+        if succ is None:
+            raise ExpungeError("the successor is not a repo id (expected owner/name)", Path(successor))
+    if status == "renamed" and succ is None:
+        raise ExpungeError("a renamed dataset needs --successor (its new id)", Path(dataset_id))
+    ref = lm.release_ref(Path(release)) if release is not None else None
+    warnings: list[str] = []
+    s = Store(store)
+    folder = _lineage_graph_dir(s)
+    resolved = None
+    if folder.is_dir():
+        graph = _lineage_load_graph(s)
+        resolved = graph.resolve(dataset_id) or (canonical if graph.node(canonical) else None)
+    if resolved is None:
+        warnings.append(f"{canonical}: not in the lineage graph; build it first or check the id")
+    dataset = resolved or canonical
+    if status == "removed" and ref is None:
+        warnings.append(f"{dataset}: marked without --release: no removed-row count and no cleaned successor")
+    if ref is not None and ref.rows_removed == 0:
+        warnings.append(f"{dataset}: the release given removed no rows")
+    mark = lm.Mark(dataset, status, lm.utc_now(), ref, succ)
+    with s.lock():
+        current = lm.load(s.lineage_dir())
+        lm.add_mark(current, mark)
+        lm.save(s.lineage_dir(), current, s.tmp)
+    return LineageMarkResult(
+        dataset,
+        status,
+        succ,
+        ref.merkle_root if ref else None,
+        ref.rows_removed if ref else None,
+        len(current.history[dataset]),
+        warnings,
+    )
+
+
+def lineage_report(
+    *, fmt: str = "text", out: str | Path | None = None, store: str | Path = DEFAULT_STORE
+) -> str:
+    """Every model and dataset downstream of a marked dataset, with its path, the nearest marked
+    ancestor's removed-row count and the cleaned successor; rendered as text, json or html (written to
+    ``out`` atomically when given). Returns the rendering."""
+    from expunge import atomic
+    from expunge.lineage import marks as lm
+    from expunge.lineage.report import FORMATS, build_report, render
+
+    if fmt not in FORMATS:
+        raise ExpungeError(f"unknown report format {fmt!r} ({', '.join(FORMATS)})")
+    s = Store(store)
+    report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
+    text = render(report, fmt)
+    if out is not None:
+        atomic.write_bytes(Path(out), text.encode("utf-8"))
+    return text
+
+
+def lineage_notices(out: str | Path, *, store: str | Path = DEFAULT_STORE) -> dict[str, Any]:
+    """One Markdown notice per affected repo in ``out`` (new or empty), an index, and the repos whose
+    cards point at withdrawn, gated or renamed datasets."""
+    from expunge.lineage import marks as lm
+    from expunge.lineage.notices import INDEX, POINTERS, write_notices
+    from expunge.lineage.report import build_report
+
+    s = Store(store)
+    report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
+    written = write_notices(report, Path(out))
+    return {
+        "notices": len(written),
+        "index": Path(out) / INDEX,
+        "pointers": Path(out) / POINTERS,
+        "pointer_repos": len(report.pointers),
+    }
+
+
+def _lineage_id_checked(lineage_id: str | None) -> str | None:
+    """``apply --lineage-id``: a repo id, refused before any work when it is not one."""
+    if lineage_id is None:
+        return None
+    from expunge.lineage.cards import canonical_id
+
+    lid = canonical_id(lineage_id)
+    if lid is None:
+        raise ExpungeError("--lineage-id is not a repo id (expected owner/name)", Path(lineage_id))
+    return lid
+
+
+def _record_apply_evidence(
+    s: Store, man: dict[str, Any], root: str, out: Path, lineage_id: str | None
+) -> None:
+    """After an apply: how many rows the derivative still held that the release removed, by the roots of
+    the release followed and of the cleaned derivative, so the derivative is marked from evidence."""
+    from expunge.lineage import marks as lm
+    from expunge.release import manifest as mf
+
+    result = lm.manifest_ref(mf.load(out / mf.MANIFEST), out / mf.MANIFEST)
+    lid = _lineage_id_checked(lineage_id)
+    key = lid or str(Path(root).absolute())
+    check = lm.Evidence(key, lid, lm.utc_now(), str(man.get("merkle_root", "")), result)
+    current = lm.load(s.lineage_dir())
+    lm.add_evidence(current, check)
+    lm.save(s.lineage_dir(), current, s.tmp)

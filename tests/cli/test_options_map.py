@@ -43,6 +43,10 @@ TARGETS: dict[tuple[str, ...], tuple[Any, str]] = {
     ("review", "export"): (api, "review_export"),
     ("review", "import"): (api, "review_import"),
     ("review", "status"): (api, "review_status"),
+    ("lineage", "build"): (api, "lineage_build"),
+    ("lineage", "mark"): (api, "lineage_mark"),
+    ("lineage", "report"): (api, "lineage_report"),
+    ("lineage", "notices"): (api, "lineage_notices"),
     ("demo",): (expunge.demo, "run_demo"),  # the demo drives the API itself
 }
 

@@ -60,6 +60,11 @@ review_app = typer.Typer(
     help="Send candidates the policy withheld to an authorised hotline, and take its verdicts back.",
 )
 app.add_typer(review_app, name="review")
+lineage_app = typer.Typer(
+    no_args_is_help=True,
+    help="Which models and datasets descend from data with removed rows, and a notice for each.",
+)
+app.add_typer(lineage_app, name="lineage")
 
 
 def _stderr() -> Console:
@@ -342,10 +347,16 @@ def apply_cmd(
     ] = None,
     allow_empty: AllowEmptyOpt = False,
     banks: BankOpt = None,
+    lineage_id: Annotated[
+        str | None,
+        typer.Option("--lineage-id", help="The derivative's repo id (owner/name) in the lineage graph."),
+    ] = None,
     as_json: SummaryJsonOpt = False,
 ) -> None:
     """Clean a derivative copy so it follows a release: keep only rows whose URL is in the release."""
-    summary = api.apply(release, derivative, out, lists=lists or (), banks=banks, opts=config)
+    summary = api.apply(
+        release, derivative, out, lists=lists or (), banks=banks, lineage_id=lineage_id, opts=config
+    )
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
@@ -484,6 +495,91 @@ def demo_cmd(
     res = demo.run_demo(workdir, rows=rows, shards=shards, workers=workers, reporter=reporter, images=images)
     if not render.demo_result(res):
         raise typer.Exit(1)
+
+
+MAX_WARNINGS = 50  # card warnings printed by 'lineage build'; the rest are counted
+
+
+@lineage_app.command("build")
+def lineage_build_cmd(
+    cards: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="CARDS...",
+            help="Card folders (models/, datasets/, one folder per repo) or parquet dumps.",
+        ),
+    ],
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Read model and dataset cards into the store's lineage graph; messy cards warn, never stop it."""
+    res = api.lineage_build(cards, store=store)
+    err = _stderr()
+    warnings = res["warnings"]
+    for card, message in warnings[:MAX_WARNINGS]:
+        err.print(f"[yellow]warning:[/] {escape(str(card))}: {escape(str(message))}")
+    if len(warnings) > MAX_WARNINGS:
+        err.print(f"[yellow]warning:[/] ... and {len(warnings) - MAX_WARNINGS:,} more")
+    console.print(
+        f"lineage graph: {res['cards_read']:,} cards read, {res['nodes']:,} repos ({res['models']:,} models, "
+        f"{res['datasets']:,} datasets), {res['edges']:,} edges, {len(warnings):,} warning(s)"
+    )
+
+
+@lineage_app.command("mark")
+def lineage_mark_cmd(
+    dataset_id: Annotated[
+        str, typer.Argument(metavar="DATASET_ID", help="The dataset's repo id, owner/name.")
+    ],
+    release: Annotated[
+        Path | None,
+        typer.Option("--release", help="The cleaned release that succeeds it (it must verify)."),
+    ] = None,
+    status: Annotated[
+        str, typer.Option("--status", help="removed (default), withdrawn, gated or renamed.")
+    ] = "removed",
+    successor: Annotated[
+        str | None, typer.Option("--successor", help="Repo id of the successor (required for renamed).")
+    ] = None,
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Record that a dataset had rows removed (or was withdrawn, gated, renamed) and what succeeds it."""
+    res = api.lineage_mark(dataset_id, release=release, status=status, successor=successor, store=store)
+    err = _stderr()
+    for line in res.warnings:
+        err.print(f"[yellow]warning:[/] {escape(line)}")
+    got = f"{res.rows_removed:,} rows removed" if res.rows_removed is not None else "no release"
+    root = f", successor release {res.merkle_root}" if res.merkle_root else ""
+    succ = f", successor {res.successor}" if res.successor else ""
+    console.print(
+        f"marked {escape(res.dataset)} {res.status} ({got}{root}{succ}); mark {res.history} in its history"
+    )
+
+
+@lineage_app.command("report")
+def lineage_report_cmd(
+    fmt: Annotated[str, typer.Option("--format", help="text (default), json or html.")] = "text",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the report to this file.")] = None,
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Every model and dataset downstream of a marked dataset: path, removed rows, cleaned successor."""
+    text = api.lineage_report(fmt=fmt, out=out, store=store)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        console.print(f"lineage report: {escape(str(out))}")
+
+
+@lineage_app.command("notices")
+def lineage_notices_cmd(
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the notices.")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """One Markdown notice per affected repo, an index, and the cards pointing at withdrawn datasets."""
+    res = api.lineage_notices(out, store=store)
+    console.print(
+        f"{res['notices']:,} notice(s) in {escape(str(out))} (index {escape(str(res['index']))}); "
+        f"{res['pointer_repos']:,} card(s) point at withdrawn, gated or renamed datasets"
+    )
 
 
 def os_error_line(exc: OSError) -> str:
