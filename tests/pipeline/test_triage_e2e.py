@@ -680,3 +680,39 @@ def test_keyword_list_edit_is_seen_on_rerun(data: TriageData, cli: Cli, tmp_path
     kw.write_text("zeppelin\n")  # neutral, in no caption
     cli.clean(data, store, out, *args)
     assert outcome(data, out, store)[1] == data.hashed
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("k1.txt", f"ok\n{TERM}\x07x\n".encode(), "line 2"),
+        ("k2.csv", f"word,category\n{TERM},a\n".encode(), "line 1"),
+        ("k3.csv", f'term,category\n"{TERM},a\n'.encode(), "line 2"),
+        ("k4.txt", b"\xff" + TERM.encode(), "line 1"),
+    ],
+    ids=["control", "no-term-column", "bad-csv", "not-utf8"],
+)
+def test_bad_keyword_list_names_file_and_line_never_a_term(
+    data: TriageData, cli: Cli, tmp_path: Path, name: str, content: bytes, needle: str
+) -> None:
+    kw = tmp_path / name
+    kw.write_bytes(content)
+    ran = cli("clean", data.root, "--out", tmp_path / "out", "--store", tmp_path / "store", "-q",
+              "--list", hashes_list(data), "--policy", "research", "--keywords", kw)  # fmt: skip
+    line = one_line_error(ran, name, needle)
+    assert TERM not in line.lower()
+    assert nothing_in(tmp_path / "out")
+
+
+def test_bad_verdict_lines_are_never_quoted(data: TriageData, cli: Cli, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    policy = tmp_path / "expand.toml"
+    policy.write_text(EXPAND)
+    cli.clean(data, store, tmp_path / "out", "--list", hashes_list(data), "--policy", policy,
+              "--keywords", data.keywords)  # fmt: skip
+    url = data.url(next(iter(sorted(data.neighbours))))
+    v = tmp_path / "v.csv"
+    for body in (f"abc,confirmed,x,{url}\n", "a" * 24 + f",yes-{TERM},x,{url}\n"):
+        v.write_text("review_id,verdict,reviewer,note\n" + body)
+        line = one_line_error(cli("review", "import", v, data.root, "--store", store), "v.csv", "line 2")
+        assert url not in line and TERM not in line and "abc" not in line
