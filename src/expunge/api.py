@@ -254,8 +254,8 @@ def apply(
     *,
     lists: Sequence[str] = (),
     banks: Sequence[str] | None = None,
-    opts: RunConfig | None = None,
     lineage_id: str | None = None,
+    opts: RunConfig | None = None,
 ) -> dict[str, Any]:
     """Clean a derivative copy (a subset, a re-shard, another schema) so it follows a cleaned release.
 
@@ -269,8 +269,8 @@ def apply(
     from expunge.release.verify import verify_release
 
     release = Path(release)
-    man = mf.load(release / mf.MANIFEST)
     _lineage_id_checked(lineage_id)
+    man = mf.load(release / mf.MANIFEST)
     # A release edited after it was published could carry back the rows it removed: follow only one
     # that checks out against its manifest, file by file.
     problems = verify_release(release)
@@ -291,8 +291,8 @@ def apply(
         s.pipeline.write_ledger(
             "apply", {"release": str(release.absolute()), "out": str(Path(out).absolute())}
         )
-        return summary
         _record_apply_evidence(s.store, man, ds.root, Path(out), lineage_id)
+        return summary
 
 
 def review_export(
