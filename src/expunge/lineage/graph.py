@@ -111,15 +111,18 @@ class LineageGraph:
         child = np.fromiter((index[e.child] for e in cards.edges), dtype=np.int32, count=m)
         relation = np.fromiter((_REL[e.relation] for e in cards.edges), dtype=np.int8, count=m)
         declared = np.fromiter((e.declared for e in cards.edges), dtype=bool, count=m)
-        # Declared wins over inferred for the same (parent, child, relation); then the first card.
-        order = np.lexsort((~declared, relation, child, parent))
+        # Declared wins over inferred for the same (parent, child, relation); then the smaller card name,
+        # so the order cards were read in does not matter.
+        card_all = pa.array([e.card for e in cards.edges], type=pa.string())
+        card_rank = pc.rank(card_all, sort_keys="ascending", tiebreaker="dense").to_numpy() if m else declared
+        order = np.lexsort((card_rank, ~declared, relation, child, parent))
         parent, child, relation, declared = parent[order], child[order], relation[order], declared[order]
         keep = np.ones(m, dtype=bool)
         if m:
             keep[1:] = (
                 (parent[1:] != parent[:-1]) | (child[1:] != child[:-1]) | (relation[1:] != relation[:-1])
             )
-        card_col = pa.array([e.card for e in cards.edges], type=pa.string()).take(pa.array(order[keep]))
+        card_col = card_all.take(pa.array(order[keep]))
         return cls(
             ids,
             [nd.display for nd in ordered],
