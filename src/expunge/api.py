@@ -227,6 +227,7 @@ def _stages(
         raise ExpungeError("only negative banks (allow-lists) were given: nothing to match", s.store.root)
     run = _triage_run(s, ds, negatives) if triage else None
     known = {b.name for b in positives} | ({r.name for r in run.policy.rules} if run is not None else set())
+    known.add("hash-lists")  # every hash list together (stages/flood.py)
     for name in s.config.accept_flood:
         if name not in known:
             # A typo would let nothing past the guard, silently; a name that is not there is refused.

@@ -252,12 +252,6 @@ def test_review_rows_outside_the_shard_are_ignored_confirmed(env: Env) -> None:
     assert d.reasons == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="decide._soft_signals indexes rejected rows without the `row < n` check confirmed rows get"
-    " (reachable only if ReviewRows.stale misses a changed shard)",
-)
 def test_review_rows_outside_the_shard_are_ignored_rejected(env: Env) -> None:
     bank = env.bank("hashes", [_md5(0)])
     policy = _rule("near", "review", "neighbour >= 0.9")

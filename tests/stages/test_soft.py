@@ -56,7 +56,9 @@ def _found(task: SoftTask) -> list[dict]:
 
 
 def test_scores_are_sparse_with_missing_rows(tmp_path: Path) -> None:
-    task = _task(tmp_path, _table(punsafe=pa.array(SCORES, pa.float64())), scores=(("punsafe", 0.5),))
+    task = _task(
+        tmp_path, _table(punsafe=pa.array(SCORES, pa.float64())), values=(("score.punsafe", 0.5, ""),)
+    )
     res = soft_shard(task)
     rows = {r["row"]: r for r in _found(task)}
     assert set(rows) == {1, 2, 3, 4, 6, 7, 9, 10}  # >= 0.5, NaN and null; 0.4999 and below are not kept
@@ -82,7 +84,7 @@ def test_scores_are_sparse_with_missing_rows(tmp_path: Path) -> None:
     ids=["int64", "uint8", "float32", "decimal"],
 )
 def test_integer_float_and_decimal_columns(tmp_path: Path, column: pa.Array) -> None:
-    task = _task(tmp_path, _table(votes=column), scores=(("votes", 5.0),))
+    task = _task(tmp_path, _table(votes=column), values=(("score.votes", 5.0, ""),))
     soft_shard(task)
     rows = {r["row"]: (r["value"], r["score"]) for r in _found(task)}
     assert rows == {2: (b"", 5.0), 3: (b"", 9.0), 4: (MISSING, None), 5: (b"", 5.0)}
@@ -90,7 +92,7 @@ def test_integer_float_and_decimal_columns(tmp_path: Path, column: pa.Array) -> 
 
 def test_two_score_columns_each_at_its_own_threshold(tmp_path: Path) -> None:
     table = _table(a=pa.array([0.1, 0.9, 0.5]), b=pa.array([0.6, 0.1, None]))
-    task = _task(tmp_path, table, scores=(("a", 0.5), ("b", 0.55)))
+    task = _task(tmp_path, table, values=(("score.a", 0.5, ""), ("score.b", 0.55, "")))
     res = soft_shard(task)
     got = {(r["bank"], r["row"]) for r in _found(task)}
     assert got == {("score.a", 1), ("score.a", 2), ("score.b", 0), ("score.b", 2)}
@@ -103,7 +105,7 @@ def test_two_score_columns_each_at_its_own_threshold(tmp_path: Path) -> None:
     ids=["string", "bool"],
 )
 def test_non_numeric_column_is_refused_naming_the_column(tmp_path: Path, column: pa.Array) -> None:
-    task = _task(tmp_path, _table(rating=column), scores=(("rating", 0.5),))
+    task = _task(tmp_path, _table(rating=column), values=(("score.rating", 0.5, ""),))
     with pytest.raises(ExpungeError) as exc:
         soft_shard(task)
     line = exc.value.one_line()
@@ -113,14 +115,14 @@ def test_non_numeric_column_is_refused_naming_the_column(tmp_path: Path, column:
 
 
 def test_missing_column_is_refused_naming_it(tmp_path: Path) -> None:
-    task = _task(tmp_path, _table(punsafe=pa.array([0.1])), scores=(("pwatermark", 0.5),))
+    task = _task(tmp_path, _table(punsafe=pa.array([0.1])), values=(("score.pwatermark", 0.5, ""),))
     with pytest.raises(ExpungeError, match="pwatermark"):
         soft_shard(task)
 
 
 def test_all_null_column_is_missing_everywhere_or_refused(tmp_path: Path) -> None:
     """A column Arrow stores as type null (every value missing) is never silently safe."""
-    task = _task(tmp_path, _table(punsafe=pa.nulls(4)), scores=(("punsafe", 0.5),))
+    task = _task(tmp_path, _table(punsafe=pa.nulls(4)), values=(("score.punsafe", 0.5, ""),))
     try:
         soft_shard(task)
     except ExpungeError as exc:
@@ -131,18 +133,20 @@ def test_all_null_column_is_missing_everywhere_or_refused(tmp_path: Path) -> Non
 
 
 def test_fingerprint_skips_a_rerun_and_redoes_a_change(tmp_path: Path) -> None:
-    task = _task(tmp_path, _table(punsafe=pa.array(SCORES, pa.float64())), scores=(("punsafe", 0.5),))
+    task = _task(
+        tmp_path, _table(punsafe=pa.array(SCORES, pa.float64())), values=(("score.punsafe", 0.5, ""),)
+    )
     first = soft_shard(task)
     stamp = Path(task.out_path).stat().st_mtime_ns
     again = soft_shard(task)
     assert again.done and again.counts == first.counts
     assert Path(task.out_path).stat().st_mtime_ns == stamp
-    lower = soft_shard(replace(task, scores=(("punsafe", 0.45),)))  # another threshold: redone
+    lower = soft_shard(replace(task, values=(("score.punsafe", 0.45, ""),)))  # another threshold: redone
     assert not lower.done and lower.counts == {"score.punsafe": 9}
-    changed = soft_shard(replace(task, scores=(("punsafe", 0.45),), shard_sha256="1" * 64))
+    changed = soft_shard(replace(task, values=(("score.punsafe", 0.45, ""),), shard_sha256="1" * 64))
     assert not changed.done
     Path(task.out_path).unlink()  # the output gone: redone even with the same fingerprint
-    assert not soft_shard(replace(task, scores=(("punsafe", 0.45),), shard_sha256="1" * 64)).done
+    assert not soft_shard(replace(task, values=(("score.punsafe", 0.45, ""),), shard_sha256="1" * 64)).done
 
 
 def test_keywords_store_term_ids_never_terms(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from expunge.errors import ExpungeError
+from expunge.signals.soft import VALUE_SIGNALS
 
 # ---------------------------------------------------------------------------------------------------
 # Expressions
@@ -122,8 +123,7 @@ _TOKEN = re.compile(
     r"|(?P<rp>\))"
 )
 _CONNECTIVES = ("and", "or", "not")
-_SIGNALS = "bank, bank.NAME, keyword, keyword.NAME, score.COLUMN, neighbour or nsfw"
-_VALUE_RANGE = {"neighbour": (-1.0, 1.0), "nsfw": (0.0, 1.0)}
+_SIGNALS = "bank, bank.NAME, keyword, keyword.NAME, score.COLUMN, neighbour, nsfw or a plug-in's signal"
 
 
 @dataclass(frozen=True)
@@ -161,14 +161,15 @@ def _signal(tok: _Tok) -> Flag | str:
             if _BANK_NAME.fullmatch(name) is None:
                 raise ExprError("bank names are made of letters, digits, `_`, `.` and `-`", tok.col)
             return Flag(kind, name)
-    if word in ("neighbour", "nsfw"):
-        return word
-    if word == "score":
-        raise ExprError("`score` needs a column: `score.COLUMN > N`", tok.col)
-    if word.startswith("score."):
-        column = word[len("score.") :]
-        if _COLUMN.fullmatch(column) is None:
-            raise ExprError("score column names are made of letters, digits and `_`", tok.col)
+    name, dot, param = word.partition(".")
+    sig = VALUE_SIGNALS.get(name)
+    if sig is not None:  # a value signal (built-in or plug-in): `nsfw`, `score.COLUMN`
+        if sig.takes_param and not dot:
+            raise ExprError(f"`{name}` needs a column: `{name}.COLUMN > N`", tok.col)
+        if not sig.takes_param and dot:
+            raise ExprError(f"`{name}` takes no parameter", tok.col)
+        if dot and _COLUMN.fullmatch(param) is None:
+            raise ExprError(f"{name} column names are made of letters, digits and `_`", tok.col)
         return word
     if word.casefold() in ("nan", "inf", "infinity"):
         raise ExprError("thresholds must be finite decimal numbers", tok.col)
@@ -187,7 +188,8 @@ def _number(tok: _Tok, ref: str) -> float:
     value = float(tok.text)
     if not math.isfinite(value):
         raise ExprError("thresholds must be finite decimal numbers", tok.col)
-    lo, hi = _VALUE_RANGE.get(ref, (-math.inf, math.inf))
+    sig = VALUE_SIGNALS.get(ref.partition(".")[0])
+    lo, hi = (sig.low, sig.high) if sig is not None else (-math.inf, math.inf)
     if not lo <= value <= hi:
         raise ExprError(f"a `{ref}` threshold must lie in [{lo:g}, {hi:g}]", tok.col)
     return value
@@ -343,7 +345,7 @@ MAX_RULES = 1_000  # rule indices are int16 in decisions
 MAX_POLICY_BYTES = 1 << 20
 _RULE_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]*")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
-_USES = ("bank", "keyword", "neighbour", "nsfw", "score")
+_USES = ("bank", "keyword")
 
 
 @dataclass(frozen=True)
@@ -403,9 +405,18 @@ class Policy:
         """Hash bank names used, in first-use order; None stands for `bank` (any list)."""
         return self._flag_refs("bank")
 
+    def value_refs(self) -> dict[str, float]:
+        """Every value a rule compares (``score.punsafe``, ``nsfw``, a plug-in's), with the lowest
+        threshold it is compared with: what the soft stage must keep."""
+        out: dict[str, float] = {}
+        for a in self._atoms():
+            if isinstance(a, Compare):
+                out[a.ref] = min(out.get(a.ref, math.inf), a.value)
+        return dict(sorted(out.items()))
+
     def uses(self, kind: str) -> bool:
-        """Whether any rule needs the signal ``kind`` ("keyword", "neighbour", "nsfw", "score" or "bank")."""
-        if kind not in _USES:
+        """Whether any rule needs the signal ``kind`` ("keyword", "bank", or a value signal's name)."""
+        if kind not in _USES and kind not in VALUE_SIGNALS:
             raise ValueError(f"unknown signal kind; expected one of {', '.join(_USES)}")
         for a in self._atoms():
             name = a.kind if isinstance(a, Flag) else a.ref.split(".", 1)[0]

@@ -8,15 +8,22 @@ match code never ask which signal they hold.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from expunge.errors import ExpungeError
 from expunge.features.base import Feature
 from expunge.lists.readers import Tokens, hex_digests, parse_hex
+
+if TYPE_CHECKING:
+    from expunge.formats import Shard
 
 # C0 controls but tab, and DEL: never part of a URL or domain someone listed.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -72,3 +79,31 @@ class PlaintextSignal(Signal):
             except ValueError as exc:
                 raise ExpungeError(str(exc), tokens.path, f"line {line}") from None
         return np.array(values, dtype=f"S{self.width}") if values else np.empty(0, dtype=f"S{self.width}")
+
+
+@dataclass(frozen=True)
+class ValueSignal(ABC):
+    """One soft signal type (see ``expunge.signals.soft``): a per-row number a policy compares with a
+    threshold, higher is worse, NaN is missing. Subclasses measured per shard implement :meth:`measure`."""
+
+    name: str  # the word in a policy: `nsfw`, or `score` in `score.COLUMN`
+    takes_param: bool = False  # named with a parameter after a dot (`score.COLUMN`)
+    low: float = -math.inf  # thresholds must lie in [low, high]
+    high: float = math.inf
+    scope: str = "shard"  # "shard": the soft stage measures it per shard; "dataset": triage does
+    needs_images: bool = False  # measured from the image bytes a user holds
+
+    def fingerprint(self) -> str:
+        """What besides the shard's bytes decides the values (a model's SHA-256): a change redoes them."""
+        return ""
+
+    def check(self, ds: Any, param: str | None) -> None:
+        """Refuse, before any work, a dataset this signal cannot measure (ExpungeError, one line)."""
+        return None
+
+    def measure(
+        self, shard: Shard, index_dir: Path, param: str | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, values) in batches: int64 row indices and float64 values, NaN where a row has none.
+        A row may come more than once (several images): its largest value counts, a NaN beats all."""
+        raise NotImplementedError(f"{self.name} is not measured shard by shard")

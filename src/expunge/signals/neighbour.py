@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from expunge.errors import ExpungeError
+from expunge.signals.base import ValueSignal
 
 # Chosen by measurement; see the module docstring and benchmarks/bench_triage_neighbour.py.
 EXACT_LIMIT = 1_000_000_000
@@ -545,3 +546,12 @@ def max_cosine_per_row(hits: Hits, shard: int, n_rows: int) -> np.ndarray:
         )
     np.maximum.at(out, rows, hits.cosine[at].astype(np.float64))
     return out
+
+
+@dataclass(frozen=True)
+class NeighbourSignal(ValueSignal):
+    """``neighbour``: the cosine to the nearest seed. Seeds can be in any shard, so the search runs over
+    the whole dataset at once (``expunge.stages.triage.neighbours``), not shard by shard."""
+
+
+NEIGHBOUR = NeighbourSignal("neighbour", low=-1.0, high=1.0, scope="dataset")

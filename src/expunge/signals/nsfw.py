@@ -31,8 +31,10 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +42,10 @@ from PIL import Image
 
 from expunge.errors import ExpungeError
 from expunge.features.images import ImageError, decode_rgb
+from expunge.signals.base import ValueSignal
+
+if TYPE_CHECKING:
+    from expunge.formats import Shard
 
 MODEL_NAME: Final = "nudenet-320n"
 _MODEL_FILE: Final = "320n.onnx"
@@ -236,3 +242,48 @@ class NsfwScorer:
         # NaN (never expected) stays NaN through both steps, so it reads as missing, not safe.
         best = np.where(best > DETECTION_THRESHOLD, best, np.where(np.isnan(best), best, 0.0))
         return np.clip(best, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NsfwSignal(ValueSignal):
+    """``nsfw``: the largest nudity score among a row's images; a row with an image that does not
+    decode is missing (never safe)."""
+
+    def fingerprint(self) -> str:
+        return f"{MODEL_NAME}:{model_sha256()}"
+
+    def check(self, ds: Any, param: str | None) -> None:
+        if not available():
+            raise ExpungeError("the policy uses nsfw: install the nsfw extra (pip install 'expunge[nsfw]')")
+        if not all(s.handler.has_images for s in ds.shards):
+            raise ExpungeError("the policy uses nsfw, which scores images: this dataset has none", ds.root)
+
+    def measure(
+        self, shard: Shard, index_dir: Path, param: str | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        import pyarrow.parquet as pq
+
+        from expunge.formats.members import is_companion
+
+        images = pq.read_table(index_dir / "images.parquet", columns=["sample", "row"])
+        row_of = dict(zip(images.column("sample").to_pylist(), images.column("row").to_pylist(), strict=True))
+        scorer = NsfwScorer()
+        pending: list[tuple[int, bytes]] = []
+        for sample, _key, ext, data in shard.handler.iter_members(shard):
+            row = row_of.get(sample, -1) if sample >= 0 else -1
+            if row < 0 or is_companion(ext):
+                continue
+            pending.append((int(row), data))
+            if len(pending) >= 64:
+                yield _scored(scorer, pending)
+                pending = []
+        if pending:
+            yield _scored(scorer, pending)
+
+
+def _scored(scorer: NsfwScorer, pending: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    got = scorer.score([d for _, d in pending])
+    return np.array([r for r, _ in pending], dtype=np.int64), got.astype(np.float64)
+
+
+NSFW = NsfwSignal("nsfw", low=0.0, high=1.0, needs_images=True)

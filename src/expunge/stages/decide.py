@@ -171,14 +171,12 @@ def _soft_signals(
         with np.errstate(invalid="ignore"):  # NaN: a row without a usable embedding is missing
             np.maximum.at(arr, nb.column("row").to_numpy(), nb.column("cosine").to_numpy().astype(np.float64))
     rejected = np.zeros(n, dtype=bool)
-    rejected[list(triage.review.rejected)] = True
+    rejected[[r for r in triage.review.rejected if 0 <= r < n]] = True
     return RowSignals(n, flags, values, rejected), values
 
 
 def _value_refs(policy: Policy) -> list[str]:
-    refs = [f"score.{c}" for c in policy.score_columns()]
-    refs += [r for r in ("neighbour", "nsfw") if policy.uses(r)]
-    return refs
+    return list(policy.value_refs())
 
 
 def _signals_json(row: int, values: dict[str, np.ndarray], flags: dict[str, np.ndarray]) -> str:

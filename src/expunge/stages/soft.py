@@ -1,4 +1,6 @@
-"""The soft-signal stage: per shard, the scores, keyword hits and nudity scores a policy asks for.
+"""The soft-signal stage: per shard, the values (scores, nudity, plug-ins) and keyword hits a policy
+asks for. Each value is measured by its signal type (``expunge.signals.soft``); this stage keeps the
+sparse part and never asks which signal it holds.
 
 Soft findings share the findings table's schema (:data:`expunge.match.stage.FINDINGS_SCHEMA`) and live
 beside the hash-list findings in the store, in ``soft.parquet``: ``signal`` is ``score``, ``keyword``
@@ -45,11 +47,10 @@ class SoftTask:
     out_path: str  # soft.parquet
     state_path: str  # its completion record
     tmp_dir: str
-    scores: tuple[tuple[str, float], ...] = ()  # (column, lowest threshold) per score column
+    # (reference, lowest threshold, signal fingerprint) per value the policy compares: ``score.punsafe``
+    values: tuple[tuple[str, float, str], ...] = ()
     caption_column: str | None = None
     keywords: tuple[tuple[str, TermList], ...] = ()  # (list name, terms)
-    nsfw_min: float | None = None  # the lowest nudity threshold (None: not scored)
-    nsfw_model: str = ""
 
     @property
     def shard_name(self) -> str:
@@ -57,12 +58,11 @@ class SoftTask:
 
     def fingerprint(self) -> dict[str, object]:
         return {
-            "format": 2,  # 2: captions with stray non-UTF-8 bytes are matched (bytes replaced)
+            "format": 3,  # 2: stray non-UTF-8 bytes in captions replaced; 3: values by signal registry
             "sha256": self.shard_sha256,
-            "scores": [list(s) for s in self.scores],
+            "values": [list(v) for v in self.values],
             "caption": self.caption_column,
             "keywords": [[name, terms.sha256] for name, terms in self.keywords],
-            "nsfw": [self.nsfw_min, self.nsfw_model],
         }
 
 
@@ -92,38 +92,28 @@ def _table(
     )
 
 
-def _scores(task: SoftTask, column: str, lowest: float) -> pa.Table:
-    """Rows whose score is at or above ``lowest``, and rows with no score (null or NaN): missing."""
-    fmt = task.shard.handler
-    if column not in fmt.column_names(task.shard):
-        raise ExpungeError(
-            f"the policy compares column {column!r}, which this shard does not have", task.shard.location
-        )
-    parts: list[pa.Table] = []
-    start = 0
-    for batch in fmt.iter_column(task.shard, column):
-        if not (
-            pa.types.is_floating(batch.type)
-            or pa.types.is_integer(batch.type)
-            or pa.types.is_decimal(batch.type)
-        ):
-            raise ExpungeError(
-                f"column {column!r} is {batch.type}, not a number: it cannot be compared with a threshold",
-                task.shard.location,
-            )
-        vals = batch.cast(pa.float64())
-        missing = pc.fill_null(pc.is_nan(vals), True)
-        keep = pc.or_(missing, pc.fill_null(pc.greater_equal(vals, lowest), False))
-        idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-        if len(idx):
-            miss = missing.to_numpy(zero_copy_only=False)[idx]
-            score = pc.if_else(pa.array(miss), pa.scalar(None, pa.float64()), vals.take(pa.array(idx)))
-            values = [MISSING if m else b"" for m in miss.tolist()]
-            parts.append(_table(idx + start, "score", f"score.{column}", values, score))
-        start += len(batch)
-    if start != task.shard.handler.rows(task.shard) and task.shard.metadata:
-        raise ExpungeError("shard changed while it was being read; run again", task.shard.location)
-    return pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
+def _values(task: SoftTask, ref: str, lowest: float) -> pa.Table:
+    """Rows whose value is at or above ``lowest`` (a row's largest), and rows with no value: missing."""
+    from expunge.signals.soft import split_ref
+
+    sig, param = split_ref(ref)
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for rows, values in sig.measure(task.shard, Path(task.index_dir), param):
+        keep = np.isnan(values) | (values >= lowest)
+        if keep.any():
+            parts.append((rows[keep], values[keep]))
+    if not parts:
+        return FINDINGS_SCHEMA.empty_table()
+    rows = np.concatenate([r for r, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    # One finding per row: its largest value, and missing when any of its values is (several images).
+    order = np.lexsort((-np.nan_to_num(values, nan=np.inf), rows))
+    rows, values = rows[order], values[order]
+    first = np.concatenate(([True], rows[1:] != rows[:-1]))
+    rows, values = rows[first], values[first]
+    miss = np.isnan(values)
+    tags = [MISSING if m else b"" for m in miss.tolist()]
+    return _table(rows, sig.name, ref, tags, pa.array(values, pa.float64(), mask=miss))
 
 
 def _repaired(batch: pa.Array) -> pa.Array:
@@ -174,46 +164,6 @@ def _keywords(task: SoftTask) -> list[pa.Table]:
     return out
 
 
-def _nsfw(task: SoftTask) -> pa.Table:
-    """The largest nudity score among each row's images; rows with an image that does not decode are
-    missing (never safe)."""
-    from expunge.formats.members import is_companion
-    from expunge.signals.nsfw import NsfwScorer
-
-    assert task.nsfw_min is not None
-    images = pq.read_table(Path(task.index_dir) / "images.parquet", columns=["sample", "row"])
-    row_of = dict(zip(images.column("sample").to_pylist(), images.column("row").to_pylist(), strict=True))
-    scorer = NsfwScorer()
-    rows: list[int] = []
-    scores: list[float] = []
-    pending: list[tuple[int, bytes]] = []
-
-    def flush() -> None:
-        got = scorer.score([d for _, d in pending])
-        rows.extend(r for r, _ in pending)
-        scores.extend(got.tolist())
-        pending.clear()
-
-    for sample, _key, ext, data in task.shard.handler.iter_members(task.shard):
-        row = row_of.get(sample, -1) if sample >= 0 else -1
-        if row < 0 or is_companion(ext):
-            continue
-        pending.append((int(row), data))
-        if len(pending) >= 64:
-            flush()
-    if pending:
-        flush()
-    if not rows:
-        return FINDINGS_SCHEMA.empty_table()
-    r = np.array(rows, dtype=np.int64)
-    s = np.array(scores, dtype=np.float64)
-    keep = np.isnan(s) | (s >= task.nsfw_min)
-    r, s = r[keep], s[keep]
-    miss = np.isnan(s)
-    values = [MISSING if m else b"" for m in miss.tolist()]
-    return _table(r, "nsfw", "nsfw", values, pa.array(s, pa.float64(), mask=miss))
-
-
 def soft_shard(task: SoftTask) -> SoftResult:
     started = time.perf_counter()
     state = Path(task.state_path)
@@ -222,11 +172,9 @@ def soft_shard(task: SoftTask) -> SoftResult:
     record = done.read_record(state)
     if record is not None and done.is_done(record, lambda: fingerprint, [out]):
         return SoftResult(task.shard_name, dict(record.get("counts", {})), True)
-    parts = [_scores(task, col, lowest) for col, lowest in task.scores]
+    parts = [_values(task, ref, lowest) for ref, lowest, _fp in task.values]
     if task.keywords:
         parts.extend(_keywords(task))
-    if task.nsfw_min is not None:
-        parts.append(_nsfw(task))
     table = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
     table = table.sort_by([("bank", "ascending"), ("row", "ascending"), ("value", "ascending")])
     counts: dict[str, int] = {}

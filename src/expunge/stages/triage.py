@@ -110,15 +110,14 @@ def check_available(ds: DatasetView, run: TriageRun, banks: list[BankInfo]) -> N
                     f"policy {policy.name!r} seeds from bank {seed[5:]!r}, which this run does not use",
                     policy.source,
                 )
-    if policy.uses("nsfw"):
-        from expunge.signals import nsfw
+    from expunge.signals.soft import split_ref
 
-        if not nsfw.available():
-            raise ExpungeError(
-                "the policy uses nsfw: install the nsfw extra (pip install 'expunge[nsfw]')", policy.source
-            )
-        if not all(s.handler.has_images for s in ds.shards):
-            raise ExpungeError("the policy uses nsfw, which scores images: this dataset has none", ds.root)
+    for ref in policy.value_refs():
+        try:
+            sig, param = split_ref(ref)
+        except KeyError as exc:
+            raise ExpungeError(f"policy {policy.name!r}: {exc.args[0]}", policy.source) from None
+        sig.check(ds, param)
     if policy.keyword_refs() and not ds.columns.caption:
         raise ExpungeError(
             "the policy uses keyword lists, but the dataset has no caption column (give --caption-column)",
@@ -127,17 +126,18 @@ def check_available(ds: DatasetView, run: TriageRun, banks: list[BankInfo]) -> N
 
 
 def soft_tasks(store: Store, ds: DatasetView, run: TriageRun) -> list[SoftTask]:
-    policy = run.policy
-    scores = tuple(sorted(policy.score_columns().items()))
-    nsfw_min = policy.thresholds("nsfw") if policy.uses("nsfw") else None
-    keywords = run.keywords if policy.keyword_refs() else ()
-    if not scores and not keywords and nsfw_min is None:
-        return []
-    model = ""
-    if nsfw_min is not None:
-        from expunge.signals import nsfw
+    """One task per shard when the policy compares a value measured per shard or uses keyword lists."""
+    from expunge.signals.soft import split_ref
 
-        model = nsfw.model_sha256()
+    policy = run.policy
+    values = []
+    for ref, lowest in policy.value_refs().items():
+        sig, _param = split_ref(ref)
+        if sig.scope == "shard":
+            values.append((ref, lowest, sig.fingerprint()))
+    keywords = run.keywords if policy.keyword_refs() else ()
+    if not values and not keywords:
+        return []
     tasks = []
     for shard in ds.shards:
         out, state = store.soft_findings(ds.id, shard.name)
@@ -149,11 +149,9 @@ def soft_tasks(store: Store, ds: DatasetView, run: TriageRun) -> list[SoftTask]:
                 out_path=str(out),
                 state_path=str(state),
                 tmp_dir=str(store.tmp),
-                scores=scores,
+                values=tuple(values),
                 caption_column=ds.columns.caption,
                 keywords=keywords,
-                nsfw_min=nsfw_min,
-                nsfw_model=model,
             )
         )
     return tasks
