@@ -130,6 +130,28 @@ def test_plugin_signal_refuses_values_without_its_prefix(sites: dict[str, Path],
     assert "line 2" in line and "ab" * 16 not in line
 
 
+def test_plugin_soft_signal_in_a_policy(sites: dict[str, Path], tmp_path: Path) -> None:
+    """``key_len`` comes from the plug-in's ``expunge.soft_signals`` entry point; a policy rule names it
+    like a built-in, and the removal names the rule."""
+    planted = _dataset(tmp_path / "ds", checksums=False)
+    listing = tmp_path / "synthetic-md5.txt"
+    listing.write_text("".join(hashlib.md5(u.encode()).hexdigest() + "\n" for u in planted))
+    policy = tmp_path / "keys.toml"
+    policy.write_text('[[rules]]\nname = "long-key"\naction = "remove"\nwhen = "key_len >= 4"\n')
+    site = [sites["expunge-example-plugin"]]
+    args = ["--list", f"{listing}:url_md5", "--policy", str(policy)]
+    made = _cli(tmp_path, site, "clean", "ds", "--out", "rel", *args, "--json", "-q")
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout)
+    long_keys = {(f"part-{s:05d}.parquet", i) for s in range(2) for i in range(10, ROWS)}  # "0-10".."1-39"
+    assert summary["removed_by_rule"] == {"hash-lists": 3, "long-key": len(long_keys - PLANTED)}
+    assert summary["rows_removed"] == len(long_keys | PLANTED)
+    without = _cli(
+        tmp_path, [], "clean", "ds", "--out", "rel2", "--list", f"{listing}:url_md5", "--policy", str(policy)
+    )
+    assert "unknown signal" in _one_line_refusal(without)
+
+
 def test_broken_plugin_stops_only_runs_that_name_it(sites: dict[str, Path], tmp_path: Path) -> None:
     planted = _dataset(tmp_path / "ds", checksums=False)
     listing = tmp_path / "synthetic-md5.txt"
