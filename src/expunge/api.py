@@ -234,6 +234,10 @@ def _stages(
             raise ExpungeError(
                 f"--accept-flood {name!r} names no bank of this run and no rule of its policy", s.store.root
             )
+    if run is not None:  # a policy the dataset cannot serve is refused before any work
+        from expunge.stages.triage import check_available
+
+        check_available(ds, run, positives)
     for attempt in (1, 2):
         s.pipeline.index(ds, positives)
         s.pipeline.match(ds, positives)

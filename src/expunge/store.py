@@ -223,6 +223,7 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
 
     Two runs writing one release folder, even from two stores, would tear it; the second is refused.
     """
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -230,7 +231,15 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ExpungeError(f"{what} is in use by another expunge process", folder) from None
-        yield
+        try:
+            yield
+        except BaseException:
+            # A run refused before it wrote anything (the flood guard, a policy error) leaves no trace:
+            # the folder it made only to lock goes again, if it is still empty.
+            if created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

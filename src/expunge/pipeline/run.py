@@ -98,7 +98,6 @@ class Pipeline:
     def triage(self, ds: Dataset, banks: list[BankInfo], run: TriageRun) -> StageReport:
         """The soft signals the policy asks for (per shard), then the neighbour expansion (dataset-wide)."""
         started = time.perf_counter()
-        triage_stage.check_available(ds, run, banks)
         tasks = triage_stage.soft_tasks(self.store, ds, run)
         self._soft = bool(tasks)
         counts: dict[str, int] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,14 @@ def _numeric(t: pa.DataType) -> bool:
 
 @dataclass(frozen=True)
 class ScoreSignal(ValueSignal):
+    def check(self, ds: Any, param: str | None) -> None:
+        """A column the policy compares must be in every shard: refused before index and match run."""
+        for shard in ds.shards:
+            if shard.metadata and param not in shard.handler.column_names(shard):
+                raise ExpungeError(
+                    f"the policy compares column {param!r}, which this shard does not have", shard.location
+                )
+
     def measure(
         self, shard: Shard, index_dir: Path, param: str | None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -73,7 +73,7 @@ def check(
         before = previous.get("hash_rows") if kind == "lists" else previous.get(f"{kind}s", {}).get(name)
         if rows > limit * n:
             raise ExpungeError(
-                f"flood guard: {kind} {name!r} would remove {rows} of {tally.rows_in} rows"
+                f"flood guard: {kind} {name!r} would take {rows} of {tally.rows_in} rows out"
                 f" ({rows / n:.2%}, limit {limit:.2%}); nothing was written"
                 f" (check the list, or pass --accept-flood {name})",
                 where,
@@ -81,7 +81,8 @@ def check(
         # Rates, not counts: a dataset that grew keeps its rate; one that shrank must not hide a jump.
         if before is not None and rows / n > multiple * max(int(before), 1) / before_n:
             raise ExpungeError(
-                f"flood guard: {kind} {name!r} would remove {rows} of {tally.rows_in} rows ({rows / n:.2%}),"
+                f"flood guard: {kind} {name!r} would take {rows} of {tally.rows_in} rows out"
+                f" ({rows / n:.2%}),"
                 f" over {multiple:g}x its rate in the previous clean (the {int(before)} of the previous"
                 f" clean's {before_n} rows, {int(before) / before_n:.2%}); nothing was written"
                 f" (check the list, or pass --accept-flood {name})",
