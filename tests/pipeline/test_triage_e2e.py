@@ -78,8 +78,8 @@ class Cli:
 
 
 def nothing_in(out: Path) -> bool:
-    """Nothing written: the release folder is absent or empty (the output-folder lock creates it)."""
-    return not out.exists() or not any(out.iterdir())
+    """Nothing written: the release folder is absent (the lock's folder goes again when a run is refused)."""
+    return not out.exists()
 
 
 def one_line_error(ran: Ran, *needles: str) -> str:
