@@ -4,8 +4,6 @@ ancestor; text, stable JSON, and HTML whose graph is drawn (checked in a real he
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,6 +30,7 @@ from expunge.lineage.report import (
     render_json,
     render_text,
 )
+from tests.chromium import find_chromium, run_chromium
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sd-family"
 ROOT_A = "a" * 64
@@ -205,36 +204,7 @@ def test_html_escapes_every_id_and_has_no_script_or_link() -> None:
 
 # ---- Chromium --------------------------------------------------------------------------------
 
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def _run_chromium(binary: str, profile: Path, page: Path, window: tuple[int, int], *mode: str) -> str:
-    cmd = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--force-device-scale-factor=1",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--window-size={window[0]},{window[1]}",
-        *mode,
-        page.as_uri(),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+_EXACT = ("--force-device-scale-factor=1", "--hide-scrollbars")  # pixel positions as laid out
 
 
 @dataclass
@@ -277,7 +247,7 @@ def _near(img: np.ndarray, colour: str, tol: int) -> np.ndarray:
 
 
 def check_drawn_in_chromium(report: LineageReport, tmp_path: Path) -> None:
-    binary = _chromium()
+    binary = find_chromium()
     if binary is None:
         pytest.skip("no chromium binary found (Debian: apt-get install -y chromium)")
     page = tmp_path / "lineage.html"
@@ -285,7 +255,7 @@ def check_drawn_in_chromium(report: LineageReport, tmp_path: Path) -> None:
     lay = layout(report)
     window = (max(1200, lay.width + 120), max(900, lay.height + 400))  # the whole graph on screen
     parser = _Svg()
-    parser.feed(_run_chromium(binary, tmp_path / "profile-dom", page, window, "--dump-dom"))
+    parser.feed(run_chromium(binary, tmp_path / "profile-dom", page, window, "--dump-dom", extra=_EXACT))
     drawn = parser.drawn
     expected_nodes = {a.id for a in report.affected} | {m.id for m in report.marked if m.in_graph}
     assert set(drawn.boxes) == expected_nodes
@@ -303,7 +273,7 @@ def check_drawn_in_chromium(report: LineageReport, tmp_path: Path) -> None:
 
     # The pixels: every box is a visible region of its fill colour where the SVG says, every line drawn.
     shot = tmp_path / "lineage.png"
-    _run_chromium(binary, tmp_path / "profile-shot", page, window, f"--screenshot={shot}")
+    run_chromium(binary, tmp_path / "profile-shot", page, window, f"--screenshot={shot}", extra=_EXACT)
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (window[1], window[0])
     regions: dict[str, list[tuple[int, int, int, int]]] = {}

@@ -4,7 +4,6 @@ and never a URL or caption of the dataset in it."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -19,6 +18,7 @@ from expunge import api
 from expunge.atomic import read_json
 from expunge.release.report import COLORS, MAX_SHARDS, render_report, write_report
 from expunge.release.verify import verify_release
+from tests.chromium import find_chromium, run_chromium
 from tests.conftest import REPO, SmallDataset, build_small_dataset, tree_bytes
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -49,35 +49,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     api.clean([str(ds.root)], out, banks=["iwf", "c3p"], opts=api.Options(store=store, workers=2))
     write_report(out, store)
     return Built(ds, out, store)
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def _run_chromium(binary: str, profile: Path, page: Path, *mode: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-        *mode,
-        page.as_uri(),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
 
 
 @dataclass
@@ -152,14 +123,14 @@ def _bar_widths(points: list[tuple[int, int]]) -> list[int]:
 
 
 def test_report_renders_in_chromium_with_every_chart(built: Built, tmp_path: Path) -> None:
-    binary = _chromium()
+    binary = find_chromium()
     if binary is None:
         pytest.skip("no chromium binary found (Debian: apt-get install -y chromium)")
     page = built.release / "report.html"
     summary = read_json(built.release / "summary.json")
 
     # The DOM as Chromium parsed it: every chart, and each of its bars a visible rect with a tooltip.
-    dom = _run_chromium(binary, tmp_path / "profile-dom", page, "--dump-dom").stdout
+    dom = run_chromium(binary, tmp_path / "profile-dom", page, WINDOW, "--dump-dom")
     parser = _Charts()
     parser.feed(dom)
     charts = parser.charts
@@ -184,7 +155,7 @@ def test_report_renders_in_chromium_with_every_chart(built: Built, tmp_path: Pat
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    _run_chromium(binary, tmp_path / "profile-shot", page, f"--screenshot={shot}")
+    run_chromium(binary, tmp_path / "profile-shot", page, WINDOW, f"--screenshot={shot}")
     img = Image.open(shot).convert("RGB")
     assert img.size == WINDOW
     found = {key: _pixels(img, colour) for key, colour in COLORS.items()}
@@ -262,7 +233,6 @@ def test_many_shards_are_bounded_and_low_quality_images_shown(built: Built, tmp_
 
 def test_the_report_command_leaves_the_release_verifiable(built: Built, tmp_path: Path) -> None:
     import shutil as sh
-    import subprocess
     import sys
 
     rel = tmp_path / "rel"

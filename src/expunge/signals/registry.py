@@ -7,8 +7,7 @@ one); it is loaded when this module is first imported.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
+from expunge import plugins
 from expunge.signals.base import Signal
 from expunge.signals.caption import CAPTION_SHA256
 from expunge.signals.domain import DOMAIN
@@ -44,16 +43,8 @@ def get_signal(name: str) -> Signal:
 
 
 def load_plugins() -> None:
-    """Register the signals of installed plug-ins. One that fails is recorded, not fatal: a broken
-    plug-in must not stop runs that do not use it, and a run that does use it is refused by name."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in SIGNALS:
-            continue
-        try:
-            obj = ep.load()
-            register(obj if isinstance(obj, Signal) else obj())
-        except Exception as exc:  # a plug-in's own failure, whatever it is
-            PLUGIN_ERRORS[ep.name] = type(exc).__name__
+    """Register the signals of installed plug-ins (``expunge.plugins``: a broken one is named when used)."""
+    plugins.load(ENTRY_POINT_GROUP, SIGNALS, register, Signal, PLUGIN_ERRORS)
 
 
 register(url_digest("url_md5", "md5"))

@@ -20,8 +20,7 @@ signal with an entry point in the group ``expunge.soft_signals`` whose object is
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
+from expunge import plugins
 from expunge.signals.base import ValueSignal
 from expunge.signals.neighbour import NEIGHBOUR
 from expunge.signals.nsfw import NSFW
@@ -62,14 +61,7 @@ def split_ref(ref: str) -> tuple[ValueSignal, str | None]:
 
 
 def load_plugins() -> None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in VALUE_SIGNALS:
-            continue
-        try:
-            obj = ep.load()
-            register(obj if isinstance(obj, ValueSignal) else obj())
-        except Exception as exc:  # a plug-in's own failure, whatever it is
-            PLUGIN_ERRORS[ep.name] = type(exc).__name__
+    plugins.load(ENTRY_POINT_GROUP, VALUE_SIGNALS, register, ValueSignal, PLUGIN_ERRORS)
 
 
 register(SCORE)
