@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from expunge import plugins
 from expunge.errors import ExpungeError
 from expunge.features.base import Feature, parse_feature
 from expunge.features.urlcanon import canonicalize
@@ -127,9 +128,7 @@ def test_plugins_load_from_entry_points_and_a_broken_one_is_named(monkeypatch: p
         EntryPoint("plugin_sha256_test", f"{__name__}:PLUGIN", "expunge.signals"),
         EntryPoint("broken_test", "expunge_no_such_module_test:SIGNAL", "expunge.signals"),
     ]
-    monkeypatch.setattr(
-        signal_registry, "entry_points", lambda group: eps if group == "expunge.signals" else []
-    )
+    monkeypatch.setattr(plugins, "entry_points", lambda group: eps if group == "expunge.signals" else [])
     signal_registry.load_plugins()
     assert get_signal("plugin_sha256_test") is PLUGIN
     with pytest.raises(KeyError, match="plug-in 'broken_test' failed to load: ModuleNotFoundError"):
