@@ -230,3 +230,12 @@ def test_export_of_an_empty_queue(tmp_path: Path) -> None:
     assert (res.candidates, res.round) == (0, 1)
     assert _csv(tmp_path / "pkg" / "urls.csv") == [["review_id", "url"]]
     assert q.last_round() == 1 and q.table().num_rows == 0
+
+
+def test_a_shard_name_that_looks_like_a_formula_is_inert(tmp_path: Path) -> None:
+    """Red-team finding: a shard named ``=HYPERLINK(...)`` would run in the hotline's spreadsheet."""
+    from expunge.review.export import _inert
+
+    assert _inert("=cmd|' /C calc'!A0.parquet") == "'=cmd|' /C calc'!A0.parquet"
+    assert _inert("@sum.parquet") == "'@sum.parquet"
+    assert _inert("data/part-0.parquet") == "data/part-0.parquet"

@@ -101,6 +101,12 @@ def _readme(count: int, round_: int, now: str, with_urls: bool) -> str:
     )
 
 
+def _inert(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a
+    leading apostrophe: the hotline opens this file, and a shard file name is the dataset's to choose."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
 def export(
     queue: ReviewQueue,
     out: Path,
@@ -148,7 +154,7 @@ def export(
                 w.writerow(
                     [
                         cols["review_id"][i],
-                        cols["shard"][i],
+                        _inert(cols["shard"][i]),
                         cols["row"][i],
                         ";".join(cols["rules"][i]),
                         cols["signals"][i],
