@@ -10,10 +10,11 @@ and the same answers.
 from __future__ import annotations
 
 import bisect
+import functools
+import gc
 import itertools
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,80 @@ _REL = {r: i for i, r in enumerate(RELATIONS)}
 _KIND = {k: i for i, k in enumerate(KINDS)}
 
 
-@dataclass(frozen=True, slots=True)
-class LineagePath:
-    nodes: tuple[str, ...]  # from the marked ancestor to the repo
-    edges: tuple[Edge, ...]
+class LineagePath(tuple[Any, Any]):
+    """A path from a marked ancestor to a repo: ``nodes`` (ancestor first) and the ``edges`` between them.
+
+    Built eagerly as ``LineagePath(nodes, edges)``. :meth:`LineageGraph.downstream` builds its paths
+    lazily instead, each one a pair (its parent's path, an edge number) made by C-level ``map`` calls:
+    a query over half a million repos must not run Python code per repo to build tuples and edges a
+    caller may never read. It is a tuple only for that speed; use ``nodes`` and ``edges``. Either way a
+    path is read-only, compares and hashes by value, and is materialised once on first use.
+    """
+
+    def __new__(cls, nodes: Iterable[str], edges: Iterable[Edge]) -> LineagePath:
+        path = tuple.__new__(cls, (None, None))
+        path.__dict__["_m"] = (tuple(nodes), tuple(edges))
+        return path
+
+    def _materialised(self) -> tuple[tuple[str, ...], tuple[Edge, ...]]:
+        got: tuple[tuple[str, ...], tuple[Edge, ...]] | None = self.__dict__.get("_m")
+        if got is not None:
+            return got
+        # Walk up to the nearest materialised ancestor (no recursion: chains may be long).
+        chain: list[LineagePath] = []
+        p: LineagePath = self
+        while "_m" not in p.__dict__:
+            chain.append(p)
+            p = tuple.__getitem__(p, 0)
+        graph: LineageGraph = p.__dict__["_graph"]
+        nodes, edges = p.__dict__["_m"]
+        for q in reversed(chain):  # ancestors are kept too: sibling paths share them
+            edge = graph._edge_at(tuple.__getitem__(q, 1))
+            nodes, edges = (*nodes, edge.child), (*edges, edge)
+            q.__dict__["_m"] = (nodes, edges)
+            q.__dict__["_graph"] = graph
+        return nodes, edges
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self._materialised()[0]
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        return self._materialised()[1]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a LineagePath is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineagePath):
+            return NotImplemented
+        return self._materialised() == other._materialised()
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(self._materialised())
+
+    def __lt__(self, other: object) -> bool:
+        return NotImplemented
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("iterate over a LineagePath's nodes or edges")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LineagePath, self._materialised())
+
+    def __repr__(self) -> str:
+        nodes, edges = self._materialised()
+        return f"LineagePath(nodes={nodes!r}, edges={edges!r})"
 
 
 def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +163,8 @@ class LineageGraph:
         self._out_order = np.arange(len(parent), dtype=np.int64)
         self._out_starts = np.searchsorted(parent, np.arange(n + 1))
         self._in: tuple[np.ndarray, np.ndarray] | None = None
+        self._edge_cache: dict[int, Edge] = {}
+        self._card_list: list[str] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Building
@@ -394,25 +467,50 @@ class LineageGraph:
             frontier = new
         return self._paths(idx, levels, via)
 
-    def _paths(self, roots: list[int], levels: list[np.ndarray], via: np.ndarray) -> dict[str, LineagePath]:
-        ids = self._ids
-        paths: dict[int, LineagePath] = {r: LineagePath((ids[r],), ()) for r in roots}
-        out: dict[str, LineagePath] = {}
-        for level in levels:
-            e = via[level]
-            cards = self._cards.take(pa.array(e)).to_pylist()
-            rows = zip(
-                level.tolist(),
-                self._parent[e].tolist(),
-                self._relation[e].tolist(),
-                self._declared[e].tolist(),
-                cards,
-                strict=True,
+    def _card_names(self) -> list[str]:
+        """The card column as Python strings, made once when a path is first read."""
+        if self._card_list is None:
+            self._card_list = self._cards.to_pylist()
+        return self._card_list
+
+    def _edge_at(self, k: int) -> Edge:
+        edge = self._edge_cache.get(k)
+        if edge is None:
+            ids = self._ids
+            edge = Edge(
+                ids[self._parent[k]],
+                ids[self._child[k]],
+                RELATIONS[self._relation[k]],
+                bool(self._declared[k]),
+                self._card_names()[k],
             )
-            for v, u, r, d, card in rows:
-                up = paths[u]
-                vid = ids[v]
-                path = LineagePath((*up.nodes, vid), (*up.edges, Edge(ids[u], vid, RELATIONS[r], d, card)))
-                paths[v] = path
-                out[vid] = path
+            self._edge_cache[k] = edge
+        return edge
+
+    def _paths(self, roots: list[int], levels: list[np.ndarray], via: np.ndarray) -> dict[str, LineagePath]:
+        """One lazy path per reached node, built a level at a time with C-level loops only."""
+        ids = self._ids
+        paths = np.empty(len(ids), dtype=object)
+        for r in roots:
+            root = LineagePath((ids[r],), ())
+            root.__dict__["_graph"] = self
+            paths[r] = root
+        make = functools.partial(tuple.__new__, LineagePath)
+        # Nothing here can form a reference cycle, and the cyclic collector would otherwise rescan the
+        # growing heap again and again (half the time of a query over a million repos).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for level in levels:
+                e = via[level]
+                pairs = zip(paths[self._parent[e]], e.tolist(), strict=True)
+                paths[level] = np.fromiter(map(make, pairs), dtype=object, count=len(level))
+            # In id order: the id strings (and the dict) are then read sequentially in memory.
+            reached = np.sort(np.concatenate(levels)) if levels else np.empty(0, dtype=np.int64)
+            out: dict[str, LineagePath] = dict(
+                zip(map(ids.__getitem__, reached.tolist()), paths[reached], strict=True)
+            )
+        finally:
+            if was_enabled:
+                gc.enable()
         return out
