@@ -375,6 +375,32 @@ def test_read_dump(tmp_path: Path) -> None:
     assert ("dump:8", "kind is neither model nor dataset; read as a model card") in messages
 
 
+def test_read_dump_with_odd_column_types(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "id": pa.array(["o/a", "o/b", "o/c"]),
+            "kind": pa.array(["model", "model", "model"]),
+            "card_data": pa.array([{"base_model": "o/base"}, None, {"base_model": None}]),
+            "adapter_base": pa.array([None, 7, None], type=pa.int64()),
+        }
+    )
+    pq.write_table(table, tmp_path / "odd.parquet")
+    got = read_dump(tmp_path / "odd.parquet")
+    assert [(e.parent, e.child) for e in got.edges] == [("o/base", "o/a")]
+    assert ("dump:1", "base_model_name_or_path is missing or not a string") in {
+        (w.card, w.message) for w in got.warnings
+    }
+    pq.write_table(
+        pa.table({"id": ["o/a"], "kind": ["model"], "card_data": pa.array([[1, 2]])}),
+        tmp_path / "list.parquet",
+    )
+    got = read_dump(tmp_path / "list.parquet")
+    assert next((w.card, w.message) for w in got.warnings) == (
+        "dump:0",
+        "card_data is not valid JSON; its fields are skipped",
+    )
+
+
 def test_read_dump_refuses_what_is_not_a_dump(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["a/b"]}), tmp_path / "short.parquet")
     with pytest.raises(ExpungeError, match="lacks column"):

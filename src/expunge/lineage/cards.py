@@ -610,11 +610,14 @@ def _read_dump_into(b: _Builder, path: Path) -> None:
                 meta: dict[str, Any] = {}
                 raw = cols["card_data"][i]
                 if raw is not None:
-                    try:
-                        value = loads(raw)
-                    except (ValueError, RecursionError):
-                        value = None
-                        b.warn(card, "card_data is not valid JSON; its fields are skipped")
+                    if isinstance(raw, dict):  # a struct column rather than JSON text
+                        value = raw
+                    else:
+                        try:
+                            value = loads(raw)
+                        except (ValueError, TypeError, RecursionError):
+                            value = None
+                            b.warn(card, "card_data is not valid JSON; its fields are skipped")
                     if isinstance(value, dict):
                         meta = value
                     elif value is not None:
