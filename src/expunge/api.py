@@ -351,6 +351,27 @@ def review_import(
         return import_verdicts(_review_queue(s, ds), Path(verdicts), utc_now(), by)
 
 
+def review_forget(
+    dataset: Sequence[str], shard: str, *, drop_confirmed: bool = False, opts: RunConfig | None = None
+) -> dict[str, int]:
+    """Drop one shard's review rows, for a shard whose content changed (it is withheld whole, as
+    ``review:stale``, until then). Confirmed verdicts are dropped only with ``drop_confirmed``: the next
+    clean no longer removes those rows unless a list or a rule catches them again."""
+    with _Session(opts or RunConfig()) as s:
+        ds = s.dataset(dataset)
+        if shard not in {sh.name for sh in ds.shards}:
+            raise ExpungeError(f"no shard {shard!r} in this dataset", ds.root)
+        queue = _review_queue(s, ds)
+        confirmed = len(queue.rows_by_verdict(shard)["confirmed"])
+        if confirmed and not drop_confirmed:
+            raise ExpungeError(
+                f"shard {shard!r} has {confirmed} confirmed row(s): dropping their verdicts means the next"
+                " clean no longer removes them unless a list or rule does (pass --drop-confirmed)",
+                ds.root,
+            )
+        return queue.forget_shard(shard)
+
+
 def review_status(dataset: Sequence[str], *, opts: RunConfig | None = None) -> dict[str, int]:
     """How many candidates are queued, exported and decided (by verdict)."""
     with _Session(opts or RunConfig()) as s:

@@ -43,6 +43,7 @@ TARGETS: dict[tuple[str, ...], tuple[Any, str]] = {
     ("review", "export"): (api, "review_export"),
     ("review", "import"): (api, "review_import"),
     ("review", "status"): (api, "review_status"),
+    ("review", "forget"): (api, "review_forget"),
     ("lineage", "build"): (api, "lineage_build"),
     ("lineage", "mark"): (api, "lineage_mark"),
     ("lineage", "report"): (api, "lineage_report"),

@@ -117,6 +117,19 @@ def test_a_changed_shard_never_takes_its_old_verdicts(tmp_path: Path) -> None:
         api.review_export([str(ds)], tmp_path / "pkg2", include_urls=True, opts=config)
     assert not (tmp_path / "pkg2").exists()
 
+    # The way forward is explicit: forget the shard's review rows (its confirmed verdict only when told
+    # to), and the next clean reviews the new content afresh instead of withholding it whole.
+    name = "metadata_0000.parquet"  # shard names are relative to the dataset root (ds/metadata)
+    with pytest.raises(ExpungeError, match="confirmed"):
+        api.review_forget([str(ds)], name, opts=config)
+    dropped = api.review_forget([str(ds)], name, drop_confirmed=True, opts=config)
+    assert (dropped["confirmed"], dropped["not"], dropped["queued"] + dropped["exported"]) == (1, 1, 1)
+    again = _clean(ds, tmp_path / "o3", config, lists=lists)
+    assert "review:stale" not in again["quarantined_by_reason"]
+    assert again["quarantined_by_reason"]["review:pending"] == 4  # 0.97 (old 9) + old 10, 15, 20
+    published = pq.read_table(tmp_path / "o3" / "metadata_0000.parquet").column("punsafe").to_pylist()
+    assert max(published, default=0) < 0.9
+
 
 # Keyword bypass: the matcher reads a caption that is not valid UTF-8 as null, and a null caption
 # matches nothing, so one stray byte anywhere in a caption ("... teapot \xff") hid every term in it and

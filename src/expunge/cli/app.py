@@ -324,6 +324,26 @@ def review_import_cmd(
     console.print(f"verdicts recorded: {got}; {res.unchanged} unchanged; {res.skipped} blank line(s) skipped")
 
 
+@review_app.command("forget")
+@run_options
+def review_forget_cmd(
+    dataset: DatasetArg,
+    config: RunConfig,
+    shard: Annotated[str, typer.Option("--shard", help="The shard (its path in the dataset) to forget.")],
+    drop_confirmed: Annotated[
+        bool, typer.Option("--drop-confirmed", help="Also drop confirmed verdicts (they stop removing rows).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop one changed shard's review rows, so the next clean reviews it afresh instead of withholding
+    it whole (review:stale)."""
+    dropped = api.review_forget(dataset, shard, drop_confirmed=drop_confirmed, opts=config)
+    if as_json:
+        print(json.dumps(dropped, sort_keys=True))
+        return
+    console.print("dropped: " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()))
+
+
 @review_app.command("status")
 @run_options
 def review_status_cmd(dataset: DatasetArg, config: RunConfig, as_json: JsonOpt = False) -> None:

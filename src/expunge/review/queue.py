@@ -257,6 +257,22 @@ class ReviewQueue:
             pq.write_table(table, tmp, compression="zstd")
         self._loaded = None
 
+    def forget_shard(self, shard: str) -> dict[str, int]:
+        """Drop every row of one shard (whatever its state): for a shard whose content changed, whose
+        row indices no longer name the rows that were reviewed. Returns what was dropped, by state or
+        verdict; the next clean queues the shard's candidates afresh."""
+        table = self.table()
+        cols = table.to_pydict()
+        keep = [i for i, name in enumerate(cols["shard"]) if name != shard]
+        dropped: dict[str, int] = dict.fromkeys(("queued", "exported", *VERDICTS), 0)
+        for i, name in enumerate(cols["shard"]):
+            if name == shard:
+                verdict = cols["verdict"][i]
+                dropped[verdict if verdict is not None else cols["state"][i]] += 1
+        if len(keep) != len(cols["shard"]):
+            self._save({k: [v[i] for i in keep] for k, v in cols.items()}, self.last_round())
+        return dropped
+
     def enqueue(self, cands: Candidates, now: str) -> int:
         """Add rows not yet known; refresh the rules and signals of known undecided rows; never touch a
         decided one. Returns how many rows were new."""
