@@ -164,7 +164,7 @@ class LineageGraph:
         self._out_starts = np.searchsorted(parent, np.arange(n + 1))
         self._in: tuple[np.ndarray, np.ndarray] | None = None
         self._edge_cache: dict[int, Edge] = {}
-        self._card_list: list[str] | None = None
+        self._edge_lists: tuple[list[int], list[int], list[int], list[bool], list[str]] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Building
@@ -467,23 +467,25 @@ class LineageGraph:
             frontier = new
         return self._paths(idx, levels, via)
 
-    def _card_names(self) -> list[str]:
-        """The card column as Python strings, made once when a path is first read."""
-        if self._card_list is None:
-            self._card_list = self._cards.to_pylist()
-        return self._card_list
+    def _edge_columns(self) -> tuple[list[int], list[int], list[int], list[bool], list[str]]:
+        """The edge columns as Python lists, made once when a path is first read: indexing numpy
+        arrays one scalar at a time costs microseconds each."""
+        if self._edge_lists is None:
+            self._edge_lists = (
+                self._parent.tolist(),
+                self._child.tolist(),
+                self._relation.tolist(),
+                self._declared.tolist(),
+                self._cards.to_pylist(),
+            )
+        return self._edge_lists
 
     def _edge_at(self, k: int) -> Edge:
         edge = self._edge_cache.get(k)
         if edge is None:
+            parent, child, relation, declared, cards = self._edge_columns()
             ids = self._ids
-            edge = Edge(
-                ids[self._parent[k]],
-                ids[self._child[k]],
-                RELATIONS[self._relation[k]],
-                bool(self._declared[k]),
-                self._card_names()[k],
-            )
+            edge = Edge(ids[parent[k]], ids[child[k]], RELATIONS[relation[k]], declared[k], cards[k])
             self._edge_cache[k] = edge
         return edge
 
