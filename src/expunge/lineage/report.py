@@ -36,6 +36,8 @@ class Graph(Protocol):
 
     def node(self, id: str) -> Node | None: ...
 
+    def aliases(self, id: str) -> list[str]: ...
+
     def downstream(self, roots: Iterable[str]) -> dict[str, LineagePath]: ...
 
     def out_edges(self, id: str) -> list[Edge]: ...
@@ -123,16 +125,31 @@ def build_report(graph: Graph, marks: Marks) -> LineageReport:
         Marked(d, _kind(graph, d), graph.node(d) is not None, m) for d, m in sorted(removals.items())
     )
     roots = sorted(d for d in removals if graph.node(d) is not None)
-    found = graph.downstream(roots) if roots else {}
+    # Cards often name a dataset without its owner (`laion2B-en`): such a node cannot be tied to the
+    # marked repo for certain, so it is followed as an inferred `alias` step rather than left out.
+    alias_of: dict[str, str] = {}
+    for d in roots:
+        for alias in graph.aliases(d):
+            if alias not in removals:
+                alias_of.setdefault(alias, d)
+    found = graph.downstream([*roots, *sorted(alias_of)]) if roots else {}
     affected: list[Affected] = []
+    for alias, owner in sorted(alias_of.items()):
+        step = Step(owner, alias, "alias", False)
+        affected.append(Affected(alias, _kind(graph, alias), owner, removals[owner], (owner, alias), (step,)))
     for repo, path in sorted(found.items()):
-        if repo in removals or len(path.nodes) < 2:
+        if repo in removals or repo in alias_of or len(path.nodes) < 2:
             continue  # a marked dataset is a root of its own, listed with the marks
         nodes = tuple(path.nodes)
-        on_path = [i for i, n in enumerate(nodes[:-1]) if n in removals]
+        on_path = [i for i, n in enumerate(nodes[:-1]) if n in removals or n in alias_of]
         cut = on_path[-1] if on_path else 0
         steps = tuple(_step(e) for e in path.edges)[cut:]
         ancestor = nodes[cut]
+        if ancestor in alias_of and ancestor not in removals:
+            owner = alias_of[ancestor]
+            steps = (Step(owner, ancestor, "alias", False), *steps)
+            nodes = (owner, *nodes[cut:])
+            ancestor, cut = owner, 0
         mark = removals.get(ancestor)
         if mark is None:  # the graph's path does not start at a mark: refuse to guess which one
             continue
