@@ -30,6 +30,9 @@ from expunge.signals import SIGNALS, get_signal
 from expunge.store import Store, folder_lock
 
 if TYPE_CHECKING:
+    from expunge.proxy.answer import AnswerResult
+    from expunge.proxy.importer import AnswerImport
+    from expunge.proxy.query import QueryResult
     from expunge.review.export import ExportResult
     from expunge.review.queue import ReviewQueue
     from expunge.review.verdicts import ImportResult as VerdictResult
@@ -681,3 +684,68 @@ def _record_apply_evidence(
     current = lm.load(s.lineage_dir())
     lm.add_evidence(current, check)
     lm.save(s.lineage_dir(), current, s.tmp)
+
+
+# ---- match by proxy: lists the holder never sees (issue 14) -------------------------------------
+
+
+def proxy_export(
+    dataset: Sequence[str], out: str | Path, *, signals: str, opts: RunConfig | None = None
+) -> QueryResult:
+    """Write a query package for a hotline: the dataset's distinct digests for ``signals``
+    (``url_md5,url_sha1:canonical,image_md5,pdq``), in byte order, with no shard, row, URL or caption;
+    signed with ``opts.sign_key`` when given. The store keeps a copy to check the answer against."""
+    from expunge.lists.bank import BankInfo as _Info
+    from expunge.proxy.package import parse_signals
+    from expunge.proxy.query import export_query
+
+    parts = parse_signals(signals)
+    config = opts or RunConfig()
+    with _Session(config) as s:
+        ds = s.dataset(dataset)
+        wanted = [_Info(p.key, p.signal, p.recipe, "proxy", p.feature, p.width) for p in parts]
+        s.pipeline.index(ds, wanted)
+        res = export_query(
+            s.store, ds, parts, Path(out), quality_floor=config.quality_floor, sign_key=config.sign_key
+        )
+        s.pipeline.write_ledger("proxy-export", {"package_id": res.package_id, "counts": res.counts})
+        return res
+
+
+def proxy_match(
+    query: str | Path,
+    out: str | Path,
+    *,
+    lists: Sequence[str],
+    source: str = "hotline",
+    threshold: int | None = None,
+    sign_key: Path | None = None,
+    pubkey: Path | None = None,
+) -> AnswerResult:
+    """The hotline's side: match a query package against ``lists`` (``FILE:SIGNAL[:RECIPE]``, read into
+    memory, never written) and write an answer holding only the query's own digests that matched. With
+    ``pubkey`` the query must carry a valid signature by that key."""
+    from expunge.proxy.answer import HotlineList, match
+
+    specs = [ListSpec.parse(t) for t in lists]
+    hotline = [HotlineList(sp.path, sp.signal, sp.recipe) for sp in specs]
+    return match(
+        Path(query), hotline, Path(out), source=source, threshold=threshold, sign_key=sign_key, pubkey=pubkey
+    )
+
+
+def proxy_import(
+    answer: str | Path,
+    *,
+    pubkey: Path | None = None,
+    query: Path | None = None,
+    name: str | None = None,
+    store: str | Path = DEFAULT_STORE,
+) -> AnswerImport:
+    """Check a hotline's answer whole (signature with ``pubkey``, that it answers a query this store
+    exported, that it names only digests of that query) and record it as banks the next clean uses."""
+    from expunge.proxy.importer import import_answer
+
+    s = Store(store)
+    with s.lock():
+        return import_answer(s, Path(answer), pubkey=pubkey, query=query, name=name)

@@ -48,6 +48,9 @@ TARGETS: dict[tuple[str, ...], tuple[Any, str]] = {
     ("lineage", "mark"): (api, "lineage_mark"),
     ("lineage", "report"): (api, "lineage_report"),
     ("lineage", "notices"): (api, "lineage_notices"),
+    ("proxy", "export"): (api, "proxy_export"),
+    ("proxy", "match"): (api, "proxy_match"),
+    ("proxy", "import"): (api, "proxy_import"),
     ("demo",): (expunge.demo, "run_demo"),  # the demo drives the API itself
 }
 

@@ -65,6 +65,11 @@ lineage_app = typer.Typer(
     help="Which models and datasets descend from data with removed rows, and a notice for each.",
 )
 app.add_typer(lineage_app, name="lineage")
+proxy_app = typer.Typer(
+    no_args_is_help=True,
+    help="Match by proxy: a hotline matches your dataset's digests against lists you never see.",
+)
+app.add_typer(proxy_app, name="proxy")
 
 
 def _stderr() -> Console:
@@ -600,6 +605,103 @@ def lineage_notices_cmd(
         f"{res['notices']:,} notice(s) in {escape(str(out))} (index {escape(str(res['index']))}); "
         f"{res['pointer_repos']:,} card(s) point at withdrawn, gated or renamed datasets"
     )
+
+
+@proxy_app.command("export")
+@run_options
+def proxy_export_cmd(
+    dataset: DatasetArg,
+    config: RunConfig,
+    signals: Annotated[
+        str,
+        typer.Option(
+            "--signals",
+            help="Comma-separated SIGNAL[:RECIPE], e.g. url_md5,url_sha1:canonical,image_md5,pdq.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the query package.")],
+    sign_key: Annotated[
+        Path | None, typer.Option("--sign", help="Sign query.json with this key (from 'expunge keygen').")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Holder: write a query package of the dataset's distinct digests (no shard, row, URL or caption)."""
+    res = api.proxy_export(dataset, out, signals=signals, opts=config)  # --sign is in config
+    if as_json:
+        print(json.dumps({"package_id": res.package_id, "out": str(res.out), "counts": res.counts}))
+        return
+    counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items())
+    signed = " (signed)" if res.signed else ""
+    console.print(f"query {res.package_id}{signed} in {escape(str(res.out))}: {counts} distinct digests")
+
+
+@proxy_app.command("match")
+def proxy_match_cmd(
+    query: Annotated[Path, typer.Argument(metavar="QUERY", help="The holder's query package.")],
+    lists: Annotated[
+        list[str], typer.Option("--list", help="Your list, FILE:SIGNAL[:RECIPE] (repeatable); never written.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the answer package.")],
+    source: Annotated[
+        str, typer.Option("--source", help="Your organisation's label, recorded as the banks' source.")
+    ] = "hotline",
+    threshold: Annotated[
+        int | None, typer.Option("--threshold", help="Hamming threshold for pdq lists (default 31).")
+    ] = None,
+    sign_key: Annotated[
+        Path | None, typer.Option("--sign", help="Sign answer.json with this key (from 'expunge keygen').")
+    ] = None,
+    pubkey: Annotated[
+        Path | None, typer.Option("--pubkey", help="The holder's public key: refuse a query it did not sign.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hotline: match a query package against your lists; the answer holds only the query's own digests
+    that matched."""
+    res = api.proxy_match(
+        query, out, lists=lists, source=source, threshold=threshold, sign_key=sign_key, pubkey=pubkey
+    )
+    if as_json:
+        print(json.dumps({"answer_id": res.answer_id, "query_id": res.query_id, "matched": res.matched}))
+        return
+    counts = ", ".join(f"{k} {v:,}" for k, v in res.matched.items())
+    signed = " (signed)" if res.signed else ""
+    console.print(
+        f"answer {res.answer_id}{signed} to query {res.query_id} in {escape(str(res.out))}: {counts}"
+    )
+
+
+@proxy_app.command("import")
+def proxy_import_cmd(
+    answer: Annotated[Path, typer.Argument(metavar="ANSWER", help="The hotline's answer package.")],
+    pubkey: Annotated[
+        Path | None,
+        typer.Option("--pubkey", help="The hotline's public key: refuse an answer it did not sign."),
+    ] = None,
+    query: Annotated[
+        Path | None, typer.Option("--query", help="Also check the answer against this query package.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Bank name (NAME-SIGNAL-RECIPE for several signals).")
+    ] = None,
+    store: StoreOpt = Path(DEFAULT_STORE),
+    as_json: JsonOpt = False,
+) -> None:
+    """Holder: check an answer (signature, that it answers this store's query, only its digests) and
+    record it as banks; the next clean removes the rows."""
+    res = api.proxy_import(answer, pubkey=pubkey, query=query, name=name, store=store)
+    if as_json:
+        banks = [
+            {"name": b.name, "signal": b.signal, "recipe": b.recipe, "count": b.count} for b in res.banks
+        ]
+        print(json.dumps({"answer_id": res.answer_id, "query_id": res.query_id, "banks": banks}))
+        return
+    for b in res.banks:
+        state = "unchanged at" if b.unchanged else "now"
+        console.print(
+            f"bank [bold]{escape(b.name)}[/] ({b.signal}/{b.recipe}) {state} version {b.version}: "
+            f"{b.count:,} digest(s) from {escape(res.hotline)}, answer {res.answer_id}"
+        )
 
 
 def os_error_line(exc: OSError) -> str:
