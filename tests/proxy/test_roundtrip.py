@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from expunge import api
+from expunge.config import RunConfig
 from expunge.demo.synth_lists import random_digests
+from expunge.errors import ExpungeError
 from expunge.proxy import package as pkg
 from expunge.proxy.answer import answer_schema
 from tests.cli.test_app import assert_one_line_error, run
@@ -49,8 +54,8 @@ class World:
         self.c3p = self.hotline / "c3p.txt"
         shutil.move(self.ds.lists["c3p"], self.c3p)
         self.ds.lists["iwf"].unlink()
-        _ok(run(["keygen", "holder"], self.holder))
-        _ok(run(["keygen", "hot"], self.hotline))
+        api.keygen(self.holder / "holder")
+        api.keygen(self.hotline / "hot")
         self.outputs: list[str] = []
 
     def holder_run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -64,18 +69,41 @@ class World:
         self.outputs += [proc.stdout, proc.stderr]
         return proc
 
-    def export(self, out: str = "Q", *extra: str) -> Path:
-        _ok(self.holder_run(["proxy", "export", "dataset", "--signals", SIGNALS, "--out", out, "-q", *extra]))
+    @property
+    def store(self) -> Path:
+        return self.holder / ".expunge"
+
+    def export(self, out: str = "Q", sign: bool = False) -> Path:
+        """In process (the CLI round trip is the first test): a subprocess per step would be slow."""
+        key = self.holder / "holder.key" if sign else None
+        opts = RunConfig(store=self.store, workers=1, sign_key=key)
+        api.proxy_export([str(self.ds.root)], self.holder / out, signals=SIGNALS, opts=opts)
         return self.holder / out
 
-    def match(self, query: Path, out: str = "A", *extra: str) -> Path:
-        lists = ["--list", f"{self.iwf}:url_md5", "--list", f"{self.c3p}:url_sha1:canonical"]
-        _ok(
-            self.hotline_run(
-                ["proxy", "match", str(query), *lists, "--out", out, "--source", "SYNTH-HOTLINE", *extra]
-            )
-        )
-        return self.hotline / out
+    def match(self, query: Path, out: str = "A", sign: bool = False, pubkey: Path | None = None) -> Path:
+        lists = [f"{self.iwf}:url_md5", f"{self.c3p}:url_sha1:canonical"]
+        key = self.hotline / "hot.key" if sign else None
+        target = self.hotline / out
+        api.proxy_match(query, target, lists=lists, source="SYNTH-HOTLINE", sign_key=key, pubkey=pubkey)
+        return target
+
+    def import_(self, answer: Path, **kw: Any) -> Any:
+        return api.proxy_import(answer, store=self.store, **kw)
+
+
+def refused(call: Callable[[], object], *needles: str) -> str:
+    """The call raises one ExpungeError, one line, naming each needle; returns the line."""
+    with pytest.raises(ExpungeError) as exc:
+        call()
+    line = exc.value.one_line()
+    assert "\n" not in line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    return line
+
+
+def banks(world: World) -> list[str]:
+    return [b.name for b in api.list_banks(world.store)]
 
 
 @pytest.fixture
@@ -84,55 +112,63 @@ def world(tmp_path: Path) -> World:
 
 
 def test_round_trip_removes_exactly_the_planted_rows_and_nothing_leaks(world: World) -> None:
-    q = world.export("Q", "--sign", "holder.key")
-    a = world.match(q, "A", "--sign", "hot.key", "--pubkey", str(world.holder / "holder.pub"))
-    imp = _ok(
+    """Through the CLI, as the two sides would run it."""
+    hot_pub, holder_pub = str(world.hotline / "hot.pub"), str(world.holder / "holder.pub")
+    _ok(
         world.holder_run(
             [
                 "proxy",
-                "import",
-                str(a),
-                "--pubkey",
-                str(world.hotline / "hot.pub"),
-                "--query",
+                "export",
+                "dataset",
+                "--signals",
+                SIGNALS,
+                "--out",
                 "Q",
-                "--name",
-                "hot",
+                "--sign",
+                "holder.key",
+                "-q",
+                "--workers",
+                "1",
             ]
         )
     )
-    assert "hot-url_md5-raw" in imp.stdout and "SYNTH-HOTLINE" in imp.stdout
-    banks = {b["name"]: b for b in json.loads(_ok(world.holder_run(["lists", "ls", "--json"])).stdout)}
-    assert set(banks) == {"hot-url_md5-raw", "hot-url_sha1-canonical"}
-    answer = json.loads((a / pkg.ANSWER_MANIFEST).read_text())
-    for b in banks.values():
-        assert b["source"] == "SYNTH-HOTLINE" and b["label"] == answer["answer_id"]
-    summary = json.loads(
-        _ok(
-            world.holder_run(
-                [
-                    "clean",
-                    "dataset",
-                    "--bank",
-                    "hot-url_md5-raw",
-                    "--bank",
-                    "hot-url_sha1-canonical",
-                    "--out",
-                    "CLEAN",
-                    "-q",
-                    "--json",
-                ]
-            )
-        ).stdout
+    q = world.holder / "Q"
+    lists = ["--list", f"{world.iwf}:url_md5", "--list", f"{world.c3p}:url_sha1:canonical"]
+    match_args = ["--out", "A", "--source", "SYNTH-HOTLINE", "--sign", "hot.key", "--pubkey", holder_pub]
+    _ok(world.hotline_run(["proxy", "match", str(q), *lists, *match_args]))
+    a = world.hotline / "A"
+    imp = _ok(
+        world.holder_run(["proxy", "import", str(a), "--pubkey", hot_pub, "--query", "Q", "--name", "hot"])
     )
+    assert "hot-url_md5-raw" in imp.stdout and "SYNTH-HOTLINE" in imp.stdout
+    found = {b.name: b for b in api.list_banks(world.store)}
+    assert set(found) == {"hot-url_md5-raw", "hot-url_sha1-canonical"}
+    answer = json.loads((a / pkg.ANSWER_MANIFEST).read_text())
+    for b in found.values():
+        assert b.source == "SYNTH-HOTLINE" and b.versions[-1]["label"] == answer["answer_id"]
+    clean = [
+        "clean",
+        "dataset",
+        "--bank",
+        "hot-url_md5-raw",
+        "--bank",
+        "hot-url_sha1-canonical",
+        "--out",
+        "CLEAN",
+    ]
+    summary = json.loads(_ok(world.holder_run([*clean, "-q", "--json", "--workers", "1"])).stdout)
     assert summary["rows_removed"] == len(world.ds.flagged)
-    assert removed_rows(world.holder / ".expunge") == world.ds.flagged
+    assert removed_rows(world.store) == world.ds.flagged
     assert summary["rows_in"] == summary["rows_kept"] + summary["rows_removed"] + summary["rows_quarantined"]
-    # The holder never held the hotline's lists; the hotline's store was never made.
+    # The holder never held the hotline's lists; the hotline kept no store.
     assert not (world.hotline / ".expunge").exists()
     assert not any(p.name in ("iwf.csv", "c3p.txt") for p in world.holder.rglob("*"))
+    # One refusal through the CLI: one line, exit 2.
+    assert_one_line_error(
+        world.holder_run(["proxy", "import", str(a), "--pubkey", holder_pub]), "different key"
+    )
 
-    # Containment: no URL, caption, shard, row key or sample key in either package or any output...
+    # Containment: no URL, caption, shard or sample key in either package or any proxy output...
     urls, captions, keys = [], [], []
     for shard in sorted(world.ds.root.glob("*.parquet")):
         t = pq.read_table(shard)
@@ -145,12 +181,9 @@ def test_round_trip_removes_exactly_the_planted_rows_and_nothing_leaks(world: Wo
         assert needle.encode() not in blobs and needle not in text
     # ... and no hotline list value that is not in the query, as bytes or as hex.
     for d in world.decoys:
-        assert (
-            bytes(d) not in blobs
-            and bytes(d).hex() not in text
-            and bytes(d).hex() not in blobs.decode("latin-1")
-        )
-    # Both packages hold exactly the files their manifests list, and the query a copy in the store.
+        raw = bytes(d)
+        assert raw not in blobs and raw.hex() not in text and raw.hex().encode() not in blobs
+    # Both packages hold exactly the files their manifests list; the store keeps a copy of the query.
     assert sorted(p.name for p in q.iterdir()) == [
         "query.json",
         "query.json.minisig",
@@ -158,8 +191,9 @@ def test_round_trip_removes_exactly_the_planted_rows_and_nothing_leaks(world: Wo
         "url_sha1-canonical.parquet",
     ]
     qid = json.loads((q / pkg.QUERY_MANIFEST).read_text())["package_id"]
-    stored = world.holder / ".expunge" / "proxy" / qid
-    assert (stored / pkg.QUERY_MANIFEST).read_bytes() == (q / pkg.QUERY_MANIFEST).read_bytes()
+    assert (world.store / "proxy" / qid / pkg.QUERY_MANIFEST).read_bytes() == (
+        q / pkg.QUERY_MANIFEST
+    ).read_bytes()
 
 
 def test_query_order_says_nothing_of_shards_or_rows(world: World, tmp_path: Path) -> None:
@@ -169,62 +203,75 @@ def test_query_order_says_nothing_of_shards_or_rows(world: World, tmp_path: Path
     # The same rows in other shards and another order give the very same digest files.
     other = tmp_path / "other" / "dataset"
     other.mkdir(parents=True)
-    tables = [pq.read_table(p) for p in sorted(world.ds.root.glob("*.parquet"))]
-    whole = pa.concat_tables(tables)
-    perm = np.random.default_rng(3).permutation(whole.num_rows)
-    whole = whole.take(pa.array(perm))
+    whole = pa.concat_tables([pq.read_table(p) for p in sorted(world.ds.root.glob("*.parquet"))])
+    whole = whole.take(pa.array(np.random.default_rng(3).permutation(whole.num_rows)))
     pq.write_table(whole.slice(0, 3000), other / "z.parquet")
     pq.write_table(whole.slice(3000), other / "a.parquet")
-    _ok(run(["proxy", "export", "dataset", "--signals", SIGNALS, "--out", "Q2", "-q"], other.parent))
+    opts = RunConfig(store=tmp_path / "other" / "st", workers=1)
+    api.proxy_export([str(other)], tmp_path / "other" / "Q2", signals=SIGNALS, opts=opts)
     for f in ("url_md5-raw.parquet", "url_sha1-canonical.parquet"):
-        assert (other.parent / "Q2" / f).read_bytes() == (q / f).read_bytes()
-    # Row order in the index is not the query's order.
-    index = sorted((world.holder / ".expunge" / "datasets").glob("*/index/*/url_raw_md5.parquet"))
-    first = pq.read_table(index[0]).column(0).to_pylist()
-    assert [v for v in first if v is not None][:20] != values[:20]
+        assert (tmp_path / "other" / "Q2" / f).read_bytes() == (q / f).read_bytes()
+    # The index's row order is not the query's order.
+    index = sorted(world.store.glob("datasets/*/index/*/url_raw_md5.parquet"))
+    first = [v for v in pq.read_table(index[0]).column(0).to_pylist() if v is not None]
+    assert first[:20] != values[:20]
 
 
-def test_tampered_answer_is_refused_with_one_line(world: World) -> None:
-    q = world.export("Q", "--sign", "holder.key")
-    a = world.match(q, "A", "--sign", "hot.key")
-    hot_pub = str(world.hotline / "hot.pub")
+def test_tampered_answer_is_refused(world: World) -> None:
+    q = world.export(sign=True)
+    a = world.match(q, sign=True)
+    hot_pub = world.hotline / "hot.pub"
     # An edited parquet file.
     bad = world.hotline / "A-edited"
     shutil.copytree(a, bad)
     data = bytearray((bad / "url_md5-raw.parquet").read_bytes())
     data[10] ^= 1
     (bad / "url_md5-raw.parquet").write_bytes(bytes(data))
-    assert_one_line_error(world.holder_run(["proxy", "import", str(bad)]), "differs from the manifest")
+    refused(lambda: world.import_(bad), "differs from the manifest")
     # An edited manifest (self-consistent, but the signature no longer holds).
     bad2 = world.hotline / "A-manifest"
     shutil.copytree(a, bad2)
     m = json.loads((bad2 / pkg.ANSWER_MANIFEST).read_text())
     m["hotline"] = "SOMEONE-ELSE"
     (bad2 / pkg.ANSWER_MANIFEST).write_bytes(pkg.dumps(m))
-    assert_one_line_error(world.holder_run(["proxy", "import", str(bad2), "--pubkey", hot_pub]), "signature")
+    refused(lambda: world.import_(bad2, pubkey=hot_pub), "signature does not match")
     # A file added beside the manifest's.
     bad3 = world.hotline / "A-extra"
     shutil.copytree(a, bad3)
     (bad3 / "notes.txt").write_text("x")
-    assert_one_line_error(world.holder_run(["proxy", "import", str(bad3)]), "does not list")
-    # An unsigned answer where a key is required.
-    bad4 = world.hotline / "A-unsigned"
+    refused(lambda: world.import_(bad3), "does not list")
+    # A listed file removed.
+    bad4 = world.hotline / "A-missing"
     shutil.copytree(a, bad4)
-    (bad4 / "answer.json.minisig").unlink()
-    assert_one_line_error(world.holder_run(["proxy", "import", str(bad4), "--pubkey", hot_pub]), "not signed")
+    (bad4 / "url_md5-raw.parquet").unlink()
+    refused(lambda: world.import_(bad4), "missing")
+    # An unsigned answer where a key is required.
+    bad5 = world.hotline / "A-unsigned"
+    shutil.copytree(a, bad5)
+    (bad5 / "answer.json.minisig").unlink()
+    refused(lambda: world.import_(bad5, pubkey=hot_pub), "not signed")
     # Signed by another key.
-    assert_one_line_error(
-        world.holder_run(["proxy", "import", str(a), "--pubkey", "holder.pub"]), "different key"
-    )
-    assert json.loads(_ok(world.holder_run(["lists", "ls", "--json"])).stdout) == []
+    refused(lambda: world.import_(a, pubkey=world.holder / "holder.pub"), "different key")
+    # A distance on an exact match, a line naming an unknown list (self-consistent, unsigned).
+    for change in ("distance", "bank"):
+        bad6 = world.hotline / f"A-{change}"
+        shutil.copytree(a, bad6)
+        t = pq.read_table(bad6 / "url_md5-raw.parquet")
+        n = t.num_rows
+        new = pa.array([3] * n, pa.int16()) if change == "distance" else pa.array(["nobody"] * n)
+        t = t.set_column(t.schema.get_field_index(change), change, new)
+        rewrite_part(bad6, "url_md5-raw.parquet", t.cast(answer_schema(16)))
+        refused(lambda d=bad6: world.import_(d), "a distance" if change == "distance" else "names a list")
+    assert banks(world) == []
     # The genuine answer still goes in.
-    _ok(world.holder_run(["proxy", "import", str(a), "--pubkey", hot_pub]))
+    world.import_(a, pubkey=hot_pub)
+    assert len(banks(world)) == 2
 
 
 def test_answer_naming_a_digest_not_in_the_query_is_refused_whole(world: World) -> None:
     q = world.export()
     a = world.match(q)
-    table = pq.read_table(a / "url_md5-raw.parquet")
+    table = pq.read_table(a / "url_md5-raw.parquet").cast(answer_schema(16))
     extra = pa.table(
         {
             "value": pa.array([bytes(world.decoys[0])], pa.binary(16)),
@@ -234,22 +281,19 @@ def test_answer_naming_a_digest_not_in_the_query_is_refused_whole(world: World) 
         },
         schema=answer_schema(16),
     )
-    forged = pa.concat_tables([table.cast(answer_schema(16)), extra]).sort_by("value")
-    rewrite_part(a, "url_md5-raw.parquet", forged)
-    proc = world.holder_run(["proxy", "import", str(a)])
-    assert_one_line_error(proc, "1 answered url_md5:raw digest(s) were not in the query")
-    assert bytes(world.decoys[0]).hex() not in proc.stderr
-    assert json.loads(_ok(world.holder_run(["lists", "ls", "--json"])).stdout) == []
+    rewrite_part(a, "url_md5-raw.parquet", pa.concat_tables([table, extra]).sort_by("value"))
+    line = refused(lambda: world.import_(a), "1 answered url_md5:raw digest(s) were not in the query")
+    assert bytes(world.decoys[0]).hex() not in line
+    assert banks(world) == []
 
 
 def test_answer_to_another_query_is_refused(world: World, tmp_path: Path) -> None:
     # Another holder's query (same data, another store): its answer is not to this store's query.
     other = tmp_path / "other"
-    other.mkdir()
-    shutil.copytree(world.ds.root, other / "dataset")
-    _ok(run(["proxy", "export", "dataset", "--signals", SIGNALS, "--out", "Q", "-q"], other))
+    opts = RunConfig(store=other / "st", workers=1)
+    api.proxy_export([str(world.ds.root)], other / "Q", signals=SIGNALS, opts=opts)
     a_other = world.match(other / "Q", "A-other")
-    assert_one_line_error(world.holder_run(["proxy", "import", str(a_other)]), "did not export")
+    refused(lambda: world.import_(a_other), "did not export")
     # An answer that claims this store's query id for another manifest.
     q = world.export()
     forged = world.hotline / "A-forged"
@@ -257,74 +301,64 @@ def test_answer_to_another_query_is_refused(world: World, tmp_path: Path) -> Non
     m = json.loads((forged / pkg.ANSWER_MANIFEST).read_text())
     m["query_id"] = json.loads((q / pkg.QUERY_MANIFEST).read_text())["package_id"]
     (forged / pkg.ANSWER_MANIFEST).write_bytes(pkg.dumps(m))
-    assert_one_line_error(world.holder_run(["proxy", "import", str(forged)]), "another query manifest")
+    refused(lambda: world.import_(forged), "another query manifest")
     # --query naming another package than the one answered.
     a = world.match(q)
-    assert_one_line_error(
-        world.holder_run(["proxy", "import", str(a), "--query", str(other / "Q")]), "not the one"
-    )
+    refused(lambda: world.import_(a, query=other / "Q"), "not the one")
+    assert banks(world) == []
 
 
 def test_query_signature_checked_by_the_hotline(world: World) -> None:
+    holder_pub = world.holder / "holder.pub"
     q = world.export()  # unsigned
-    lists = ["--list", f"{world.iwf}:url_md5"]
-    proc = world.hotline_run(
-        ["proxy", "match", str(q), *lists, "--out", "A", "--pubkey", str(world.holder / "holder.pub")]
-    )
-    assert_one_line_error(proc, "not signed")
+    refused(lambda: world.match(q, pubkey=holder_pub), "not signed")
     assert not (world.hotline / "A").exists()
-    q2 = world.export("Q2", "--sign", "holder.key")
+    q2 = world.export("Q2", sign=True)
     m = json.loads((q2 / pkg.QUERY_MANIFEST).read_text())
     m["dataset_id"] = "elsewhere"
     (q2 / pkg.QUERY_MANIFEST).write_bytes(pkg.dumps(m))
-    proc = world.hotline_run(
-        ["proxy", "match", str(q2), *lists, "--out", "A", "--pubkey", str(world.holder / "holder.pub")]
-    )
-    assert_one_line_error(proc, "signature does not match")
+    refused(lambda: world.match(q2, pubkey=holder_pub), "signature does not match")
+    assert world.match(world.export("Q3", sign=True), pubkey=holder_pub).is_dir()
 
 
 def test_refusals_before_any_work(world: World) -> None:
     (world.holder / "Q").mkdir()
     (world.holder / "Q" / "old").write_text("x")
-    proc = world.holder_run(["proxy", "export", "dataset", "--signals", SIGNALS, "--out", "Q", "-q"])
-    assert_one_line_error(proc, "not empty")
-    for signals, needle in (
+    refused(lambda: world.export("Q"), "not empty")
+    cases = (
         ("url", "cannot be matched by proxy"),
-        ("domain", "cannot"),
+        ("domain", "cannot be matched by proxy"),
         ("url_md5:nope", "recipe"),
         ("x", "unknown signal"),
         ("url_md5,url_md5", "twice"),
         (",", "no signals"),
-    ):
-        proc = world.holder_run(["proxy", "export", "dataset", "--signals", signals, "--out", "Q3", "-q"])
-        assert_one_line_error(proc, needle)
+    )
+    for signals, needle in cases:
+        refused(
+            lambda s=signals: api.proxy_export([str(world.ds.root)], world.holder / "Q3", signals=s), needle
+        )
+    assert not (world.holder / "Q3").exists()
     q = world.export("Q4")
-    # A list of a signal the query does not hold is refused: "every list given is matched".
+    # A list of a signal the query does not hold is refused: every list given is matched.
     img = world.hotline / "img.txt"
     img.write_text("# SYNTHETIC\n" + "ab" * 16 + "\n")
-    assert_one_line_error(
-        world.hotline_run(["proxy", "match", str(q), "--list", f"{img}:image_md5", "--out", "A"]),
-        "no digests",
-    )
+    refused(lambda: api.proxy_match(q, world.hotline / "A", lists=[f"{img}:image_md5"]), "no digests")
     bad = world.hotline / "bad.txt"
     bad.write_text("# SYNTHETIC\nhttps://flagged.example/secret-path\n")
-    proc = world.hotline_run(["proxy", "match", str(q), "--list", f"{bad}:url_md5", "--out", "A"])
-    assert_one_line_error(proc, "line 2")
-    assert "secret-path" not in proc.stderr
+    line = refused(lambda: api.proxy_match(q, world.hotline / "A", lists=[f"{bad}:url_md5"]), "line 2")
+    assert "secret-path" not in line
+    refused(lambda: api.proxy_match(q, world.hotline / "A", lists=[]), "no lists")
+    assert not (world.hotline / "A").exists()
 
 
 def test_older_answer_cannot_undo_a_newer_one_and_user_banks_are_never_overwritten(world: World) -> None:
-    q1 = world.export("Q1")
-    q2 = world.export("Q2")
+    q1, q2 = world.export("Q1"), world.export("Q2")
     a1, a2 = world.match(q1, "A1"), world.match(q2, "A2")
-    _ok(world.holder_run(["proxy", "import", str(a2), "--name", "hot"]))
-    assert_one_line_error(world.holder_run(["proxy", "import", str(a1), "--name", "hot"]), "later query")
-    _ok(world.holder_run(["proxy", "import", str(a1), "--name", "hot-old"]))
-    again = _ok(world.holder_run(["proxy", "import", str(a2), "--name", "hot"]))
-    assert "unchanged" in again.stdout
+    world.import_(a2, name="hot")
+    refused(lambda: world.import_(a1, name="hot"), "later query")
+    world.import_(a1, name="hot-old")
+    assert all(b.unchanged for b in world.import_(a2, name="hot").banks)
     mine = world.holder / "mine.txt"
     mine.write_text("# SYNTHETIC\n" + "cd" * 16 + "\n")
-    _ok(world.holder_run(["lists", "import", str(mine), "--signal", "url_md5", "--name", "mine-url_md5-raw"]))
-    assert_one_line_error(
-        world.holder_run(["proxy", "import", str(a2), "--name", "mine"]), "does not hold proxy answers"
-    )
+    api.import_list(mine, store=world.store, signal="url_md5", name="mine-url_md5-raw")
+    refused(lambda: world.import_(a2, name="mine"), "does not hold proxy answers")
