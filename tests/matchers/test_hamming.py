@@ -275,3 +275,60 @@ def test_random_cases_equal_brute_force(case: tuple[np.ndarray, np.ndarray, int,
     index = HammingIndex.build(bank, chunks=chunks)
     _check(index.search(queries, threshold, method="index", workers=1), want)
     _check(index.search(queries, threshold), want)
+
+
+# ------------------------------------------------------------------------------------------------
+# Large banks (issue 12): memory budget, clustered banks, wide positions
+# ------------------------------------------------------------------------------------------------
+
+
+def test_modelled_size_matches_nbytes_and_fits_the_10m_budget() -> None:
+    rng = np.random.default_rng(9)
+    bank = _random(rng, 3000)
+    for chunks in (None, 16, 21):
+        index = HammingIndex.build(bank, chunks=chunks)
+        assert index.nbytes() == probe_plan.index_nbytes(len(bank), index._chunks)
+    ten_million = 10_000_000
+    layout = probe_plan.choose_layout(ten_million)
+    assert probe_plan.index_nbytes(ten_million, layout) <= 2_000_000_000
+    # the pigeonhole plan for PDQ's threshold exists for that layout and is exact by construction
+    plan = probe_plan.plan_radii(tuple(c.bits for c in layout), ten_million, 31)
+    assert plan is not None and sum(r + 1 for r in plan[0]) >= 32
+
+
+def _clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndarray:
+    """Hashes near random centres, each bit flipped with probability 1/4, 1/8 or 1/16 (as the
+    benchmark's clustered bank): skewed buckets and many pairs within 31 bits of each other."""
+    owner = rng.integers(0, len(centres), n)
+    p = rng.choice([1 / 4, 1 / 8, 1 / 16], size=n)
+    mask = np.packbits(rng.random((n, 256)) < p[:, None], axis=1)
+    out: np.ndarray = centres[owner] ^ mask
+    return out
+
+
+@pytest.mark.parametrize("chunks", (None, 13, 16))
+def test_clustered_bank_equals_brute_force(chunks: int | None) -> None:
+    rng = np.random.default_rng(10)
+    centres = _random(rng, 40)
+    bank = _clustered(rng, 8000, centres)
+    planted = np.stack([_flip(rng, bank[i], int(rng.integers(0, 32))) for i in rng.choice(8000, 60)])
+    queries = np.concatenate([planted, _clustered(rng, 60, centres), _random(rng, 30)])
+    want = _reference(queries, bank, 31)
+    assert len(want[0]) > 200  # the siblings of the 1/16 members are found, not just the planted rows
+    index = HammingIndex.build(bank, chunks=chunks)
+    _check(index.search(queries, 31, method="index", workers=1), want)
+    _check(index.search(queries, 31, workers=2), want)
+
+
+def test_wide_candidate_positions_give_the_same_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positions are int32 for banks under 2**31 - _SLICE; the int64 path (huge banks) must agree."""
+    rng = np.random.default_rng(11)
+    centres = _random(rng, 5)
+    bank = np.concatenate([_clustered(rng, 3000, centres), centres[rng.integers(0, 5, 200)]])
+    queries = np.concatenate([centres, _clustered(rng, 40, centres), _random(rng, 10)])
+    want = _reference(queries, bank, 31)
+    index = HammingIndex.build(bank, chunks=16)
+    _check(index.search(queries, 31, method="index"), want)
+    monkeypatch.setattr(hamming, "_POS32_LIMIT", 0)
+    monkeypatch.setattr(hamming, "_SLICE", 1000)
+    _check(index.search(queries, 31, method="index"), want)

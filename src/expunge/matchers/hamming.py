@@ -57,6 +57,7 @@ _QUERY_BATCH = 2048  # queries per task
 _PROBE_CAP = 1 << 18  # probes built at once (~10 MB; bounds memory for very large radii)
 _SLICE = 1 << 16  # candidates verified at once (~6 MB of temporaries)
 _BRUTE_QUERIES, _BRUTE_BANK = 64, 4096  # brute-force block: 256k pairs, temporaries in L2
+_POS32_LIMIT = 2**31  # candidate positions are int32 below this (a module constant so tests can lower it)
 
 Method = Literal["auto", "index", "brute"]
 
@@ -312,6 +313,9 @@ class HammingIndex:
         """Multi-index lookup for one batch of queries: probe, expand, verify, then deduplicate."""
         words = self._words
         qv = q.view(f"V{HASH_BYTES}").reshape(len(q))
+        # Candidate positions stay in 32 bits while they fit (a slice holds at most _SLICE + n of
+        # them): half the memory traffic of int64 in the expansion, the hot loop after the gathers.
+        pos_dtype = np.int32 if len(words) + _SLICE < _POS32_LIMIT else np.int64
         qs: list[np.ndarray] = []
         bs: list[np.ndarray] = []
         ds: list[np.ndarray] = []
@@ -326,9 +330,9 @@ class HammingIndex:
             for a0 in range(0, len(q), step):
                 a1 = min(len(q), a0 + step)
                 probes = keys[a0:a1, None] ^ flips[None, :]
-                lo = starts[probes].astype(np.int64)
+                lo = starts[probes].astype(pos_dtype, copy=False)
                 cnt = ends[probes] - lo  # (queries, p): bucket sizes
-                per_query = cnt.sum(axis=1)
+                per_query = cnt.sum(axis=1, dtype=np.int64)
                 cum = np.cumsum(per_query)
                 total = int(cum[-1])
                 if total == 0:
@@ -346,9 +350,9 @@ class HammingIndex:
                     c_flat = cnt[s0:s1].ravel()
                     lo_flat = lo[s0:s1].ravel()
                     # Candidate positions in `order`: each run starts at its bucket's start.
-                    run_start = np.cumsum(c_flat) - c_flat
+                    run_start = np.cumsum(c_flat, dtype=pos_dtype) - c_flat
                     pos = np.repeat(lo_flat - run_start, c_flat)
-                    pos += np.arange(m, dtype=np.int64)
+                    pos += np.arange(m, dtype=pos_dtype)
                     bank_idx = order[pos]
                     rows = np.take(words, bank_idx, axis=0)
                     qrows = np.repeat(qv[a0 + s0 : a0 + s1], per_query[s0:s1])
