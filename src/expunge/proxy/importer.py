@@ -181,8 +181,11 @@ def _csv_text(values: np.ndarray, cats: list[str | None]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["hash", "category"])
-    for v, c in zip(values, cats, strict=True):
-        w.writerow([bytes(v).hex(), c or ""])
+    # Row by row from the raw bytes: a numpy element drops its trailing NUL bytes.
+    width = values.dtype.itemsize
+    rows = np.ascontiguousarray(values).view(np.uint8).reshape(-1, width)
+    for v, c in zip(rows, cats, strict=True):
+        w.writerow([v.tobytes().hex(), c or ""])
     return buf.getvalue()
 
 
