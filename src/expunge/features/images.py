@@ -40,6 +40,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from expunge.config import MAX_PIXELS
 
 RGBArray = npt.NDArray[np.uint8]
+# Per output sample: the reduced pixels it reads (64 x width) and their weights.
+_Band = tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
 
 REASONS: Final = (
     "empty_image",
@@ -80,6 +82,12 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 # image in the reference conformance set, are hashed at full resolution: reducing those moved the
 # hash by 4-30 bits, past the 10-bit conformance tolerance.
 _REDUCE_MIN_SIDE = 1024
+
+#: hash_image reduces by up to this fraction of the reference's Jarosz window (see :func:`_pdq_scale`).
+_PIXELS_PER_WINDOW = 2
+
+#: A reduced-decode hash whose quality is below this is redone from the full decode (see hash_image).
+_EXACT_BELOW_QUALITY = 100
 
 # Python 3.11's warning filters are process-global, so "make DecompressionBombWarning an error here"
 # can only be done by swapping the filters for the duration of a decode. The lock keeps two threads of
@@ -245,23 +253,85 @@ def _reduce_factor(size: tuple[int, int]) -> int:
     return shorter // _REDUCE_MIN_SIDE if shorter >= 2 * _REDUCE_MIN_SIDE else 1
 
 
-def _decode(data: bytes, max_pixels: int) -> RGBArray:
+def _pdq_scale(width: int, height: int) -> int:
+    """How many pixels per side hash_image may average into one before PDQ sees the image.
+
+    The reference blurs with two box passes of ``ceil(side / 128)`` pixels (its Jarosz filter) before
+    keeping 64 samples per side. Averaging blocks of up to half that window first, and folding the
+    blocks into the reference's filter weights (:func:`_axis_weights`), reproduces its 64x64 view
+    closely: measured on generated and shipped photos, 0-2 bits from the full decode (p99 2, max 4).
+    Blocks as wide as the whole window moved 256-pixel images by up to 30 bits.
+    """
+    window = (min(width, height) + 127) // 128
+    return max(1, window // _PIXELS_PER_WINDOW)
+
+
+@dataclass(frozen=True)
+class _Reduced:
+    """A decode for PDQ: ``rgb`` averages ``scale`` x ``scale`` blocks of a ``height`` x ``width`` image."""
+
+    rgb: RGBArray
+    height: int
+    width: int
+    scale: int
+
+
+def _decode(data: bytes, max_pixels: int, *, for_pdq: bool = False) -> RGBArray | _Reduced:
     with Image.open(io.BytesIO(data), formats=_open_formats()) as im:
         # Header only so far: refuse oversized images before the decoder allocates anything.
         _check_pixels(im.size, max_pixels)
-        if im.format in ("JPEG", "MPO") and _reduce_factor(im.size) > 1:
+        full = im.size
+        drafted = False
+        if for_pdq and im.format in ("JPEG", "MPO") and (step := min(_pdq_scale(*full), 8)) > 1:
+            # Decode straight from the DCT at 1/2, 1/4 or 1/8: most of a JPEG's decode time is the
+            # full-size inverse DCT and colour conversion, which PDQ would then average away.
+            im.draft(None, (full[0] // step, full[1] // step))
+            drafted = im.size != full
+        elif not for_pdq and im.format in ("JPEG", "MPO") and _reduce_factor(im.size) > 1:
             im.draft(None, (_REDUCE_MIN_SIDE, _REDUCE_MIN_SIDE))
         im.load()  # the first frame: Image.open leaves animated images on frame 0
         # GIF frames may grow the canvas while loading; Pillow checks its own limit then, we ours.
         _check_pixels(im.size, max_pixels)
+        stored, tag_turns = im.size, False
+        if drafted and stored[0] == stored[1]:
+            with contextlib.suppress(Exception):
+                tag_turns = im.getexif().get(0x0112) in (5, 6, 7, 8)
         # A malformed EXIF block does not make the pixels unusable: hash them as stored.
         with contextlib.suppress(Exception):
             ImageOps.exif_transpose(im, in_place=True)
         rgb = _to_rgb(im)
+        if not drafted:
+            full = im.size
+        elif im.size != stored or tag_turns:
+            # Orientation 5-8 turned the reduced picture; the full one is turned alike. (A square
+            # reduced picture does not show it, the tag does; its two full sides differ by less
+            # than one block, so a tag that failed to apply costs a sub-block shift at most.)
+            full = (full[1], full[0])
+    if for_pdq:
+        return _reduce_for_pdq(rgb, full, drafted)
     factor = _reduce_factor((rgb.shape[1], rgb.shape[0]))
     if factor > 1:
         rgb = np.asarray(Image.fromarray(rgb).reduce(factor))
     return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def _reduce_for_pdq(rgb: RGBArray, full: tuple[int, int], drafted: bool) -> _Reduced:
+    """Finish the reduction: the JPEG draft's factor times a box ``reduce`` up to :func:`_pdq_scale`."""
+    width, height = full
+    done = 1
+    if drafted:
+        # ceil(side / s) on both sides identifies the DCT scale the decoder used.
+        done = next(
+            (s for s in (2, 4, 8) if -(-width // s) == rgb.shape[1] and -(-height // s) == rgb.shape[0]),
+            0,
+        )
+        if not done:  # not a plain DCT scaling: let the caller decode in full
+            return _Reduced(np.ascontiguousarray(rgb, dtype=np.uint8), height, width, 0)
+    more = _pdq_scale(width, height) // done
+    if more > 1:
+        rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(more))
+        done *= more
+    return _Reduced(np.ascontiguousarray(rgb, dtype=np.uint8), height, width, done)
 
 
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
@@ -279,13 +349,20 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
 
     The array is C-contiguous but may be read-only (it can share memory with Pillow's output).
     """
+    rgb = _guarded_decode(data, max_pixels, for_pdq=False)
+    if not isinstance(rgb, np.ndarray):  # pragma: no cover - for_pdq=False returns the array
+        raise TypeError("unexpected decode result")
+    return rgb
+
+
+def _guarded_decode(data: bytes, max_pixels: int, *, for_pdq: bool) -> RGBArray | _Reduced:
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
     if not data:
         raise ImageError("empty_image")
     with _pillow_guard(max_pixels):
         try:
-            return _decode(data, max_pixels)
+            return _decode(data, max_pixels, for_pdq=for_pdq)
         except ImageError:
             raise
         except Exception as exc:
@@ -345,11 +422,105 @@ def digests(data: bytes) -> tuple[bytes, bytes, bytes]:
     )
 
 
+@functools.lru_cache(maxsize=512)
+def _axis_weights(full: int, reduced: int, scale: int) -> _Band:
+    """64 x ``reduced`` weights: the reference's Jarosz filter and decimation along one axis, folded
+    onto ``scale``-pixel blocks (reduced pixel r averages full pixels r*scale .. r*scale+scale-1).
+
+    The reference box pass over ``full`` pixels with window ``w`` averages pixels i-(w-half) ..
+    i+(half-1) (half = (w+2)//2), clipped and renormalised at the edges; two passes, then the pixel
+    at floor((i + 0.5) * full / 64) is kept. With ``scale`` 1 this is the reference's own 64x64
+    (the tests check it bit for bit against the binding).
+    """
+    window = (full + 127) // 128
+    half = (window + 2) // 2
+    pos = np.arange(full)
+    lo, hi = np.maximum(pos - (window - half), 0), np.minimum(pos + (half - 1), full - 1)
+    box = ((pos >= lo[:, None]) & (pos <= hi[:, None])).astype(np.float64)
+    box /= box.sum(axis=1, keepdims=True)
+    kept = ((np.arange(64) + 0.5) * full / 64).astype(np.int64)
+    twice = box[kept] @ box  # 64 x full: the two passes, at the kept pixels only
+    weights = np.zeros((64, reduced))
+    np.add.at(weights.T, np.minimum(pos // scale, reduced - 1), twice.T)
+    # Each row is a narrow band: keep (start + offsets, weights) so applying it is a gather and a sum,
+    # not a 64 x reduced matrix product (which OpenBLAS spreads over threads that contend on a busy box).
+    nonzero = weights > 0
+    start = nonzero.argmax(axis=1)
+    width = int((reduced - nonzero[:, ::-1].argmax(axis=1) - start).max())
+    index = np.minimum(start[:, None] + np.arange(width)[None, :], reduced - 1)
+    band = np.take_along_axis(weights, index, axis=1)
+    band[start[:, None] + np.arange(width)[None, :] > reduced - 1] = 0.0  # clipped repeats of the edge
+    index.flags.writeable = False
+    out = band.astype(np.float32)
+    out.flags.writeable = False
+    return index, out
+
+
+_DCT16x64: Final = (
+    np.sqrt(2.0 / 64.0) * np.cos(np.pi / 128.0 * np.arange(1, 17)[:, None] * (2 * np.arange(64)[None, :] + 1))
+).astype(np.float32)
+# Sign of each DCT row under a flip of its axis: even rows (odd frequencies 1, 3, ...) change sign.
+_FLIP_SIGN: Final = np.where(np.arange(16) % 2 == 1, 1.0, -1.0).astype(np.float32)
+
+
+def _bits(coefficients: npt.NDArray[np.float32]) -> bytes:
+    """Bit i*16+j is set when coefficient (i, j) is above the lower median (the reference's torben)."""
+    median = np.partition(coefficients, 127, axis=None)[127]
+    return _pack((coefficients > median).reshape(-1)[::-1])
+
+
+def _pdq_reduced(small: _Reduced, dihedral: bool) -> tuple[bytes, int, tuple[bytes, ...]]:
+    """PDQ of a block-reduced decode: the reference's 64x64 view rebuilt from the blocks, then the
+    reference's DCT, median threshold, quality metric and dihedral sign rules."""
+    rgb = small.rgb.astype(np.float32)
+    luma = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+    row_index, row_weights = _axis_weights(small.height, luma.shape[0], small.scale)
+    col_index, col_weights = _axis_weights(small.width, luma.shape[1], small.scale)
+    across = (luma[row_index] * row_weights[:, :, None]).sum(axis=1)  # 64 x reduced width
+    view = (across[:, col_index] * col_weights[None, :, :]).sum(axis=2)  # 64 x 64
+    # Quality: the reference's gradient count on the 64x64 view (each step truncated to int).
+    steps = np.abs(np.trunc((view[:-1] - view[1:]) * 100 / 255)).sum()
+    steps += np.abs(np.trunc((view[:, :-1] - view[:, 1:]) * 100 / 255)).sum()
+    quality = min(int(steps) // 90, 100)
+    dct = _DCT16x64 @ view @ _DCT16x64.T
+    if not dihedral:
+        return _bits(dct), quality, ()
+    s = _FLIP_SIGN
+    others = (
+        (dct * s[None, :]).T,  # rotate 90
+        dct * s[:, None] * s[None, :],  # rotate 180
+        (dct * s[:, None]).T,  # rotate 270
+        dct * s[:, None],  # flip x
+        dct * s[None, :],  # flip y
+        dct.T,  # flip +1
+        (dct * s[:, None] * s[None, :]).T,  # flip -1
+    )
+    return _bits(dct), quality, tuple(_bits(np.ascontiguousarray(o)) for o in others)
+
+
 def hash_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, dihedral: bool = False) -> ImageHashes:
-    """Every signal of one image's bytes; never raises for a bad image (``error`` says what was wrong)."""
+    """Every signal of one image's bytes; never raises for a bad image (``error`` says what was wrong).
+
+    Images of at least 512 px a side are decoded block-reduced (JPEG straight from the DCT) and
+    hashed by rebuilding the reference's 64x64 view from the blocks (:func:`_pdq_scale`): 3-5x the
+    speed, a few bits from the full decode at most. Anything the reduced hash rates below
+    :data:`_EXACT_BELOW_QUALITY`, and every smaller image, is hashed from the full decode exactly
+    as the reference binding does.
+    """
     md5, sha1, sha256 = digests(data)
     try:
-        rgb = decode_rgb(data, max_pixels)
+        decoded = _guarded_decode(data, max_pixels, for_pdq=True)
+        if isinstance(decoded, _Reduced) and decoded.scale > 1:
+            h, quality, others = _pdq_reduced(decoded, dihedral)
+            if quality >= _EXACT_BELOW_QUALITY:
+                return ImageHashes(md5, sha1, sha256, h, quality, others)
+            # Low-detail pictures: their bits sit near the median and their quality near the floor,
+            # so they take the exact path (a second decode, for a small share of photos).
+            rgb = decode_rgb(data, max_pixels)
+        elif isinstance(decoded, _Reduced):
+            rgb = decoded.rgb if decoded.scale == 1 else decode_rgb(data, max_pixels)
+        else:  # pragma: no cover - for_pdq=True returns _Reduced
+            rgb = decoded
     except ImageError as exc:
         return ImageHashes(md5, sha1, sha256, None, None, (), exc.reason)
     if dihedral:
