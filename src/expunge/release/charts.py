@@ -20,6 +20,7 @@ COLORS: dict[str, str] = {
     "reason": "#9a5a1c",
     "versions": "#14897c",
     "timings": "#4b5a6b",
+    "shard-bins": "#3d7a34",  # drawn only for releases with more affected shards than the report draws
 }
 
 _CHART_WIDTH = 520

@@ -38,18 +38,21 @@ def merkle_root(shards: list[tuple[str, str]]) -> str:
     """RFC 6962-style Merkle tree hash over (shard name, sha256) leaves in the given order.
 
     Leaves and nodes have distinct prefixes (0x00, 0x01), so no leaf can pose as a node; an empty
-    release has the hash of the empty string.
+    release has the hash of the empty string. Built bottom-up, pairing neighbours and carrying an odd
+    last node up a level, which gives RFC 6962's tree (left subtrees of power-of-two size) without its
+    recursive list slicing: linear in shards.
     """
-
-    def tree(leaves: list[bytes]) -> bytes:
-        if not leaves:
-            return hashlib.sha256(b"").digest()
-        if len(leaves) == 1:
-            return leaves[0]
-        split = 1 << ((len(leaves) - 1).bit_length() - 1)
-        return hashlib.sha256(b"\x01" + tree(leaves[:split]) + tree(leaves[split:])).digest()
-
-    return tree([_leaf(n, h) for n, h in shards]).hex()
+    level = [_leaf(n, h) for n, h in shards]
+    if not level:
+        return hashlib.sha256(b"").hexdigest()
+    while len(level) > 1:
+        paired = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0].hex()
 
 
 def build(summary: dict[str, Any], input_shards: list[dict[str, Any]], dataset_id: str) -> dict[str, Any]:
@@ -187,14 +190,30 @@ def _plain(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def _object(members: dict[str, str]) -> bytes:
+    """``_plain`` of a dict whose values are already encoded (each at the top level's indent)."""
+    if not members:
+        return b"{}\n"
+    body = ",\n".join(f"  {json.dumps(k)}: {members[k]}" for k in sorted(members))
+    return ("{\n" + body + "\n}\n").encode("utf-8")
+
+
 def dumps(manifest: dict[str, Any]) -> bytes:
     """Canonical bytes: what is signed and what is written.
 
     The manifest carries the SHA-256 of its own other fields, so ``verify`` notices any corruption or
     hand edit of an unsigned manifest (a forger can recompute it: only a signature stops a forger).
+    Each field is encoded once and the two texts (without and with the digest) are joined from the
+    same pieces: the same bytes as ``_plain`` of each, at half the cost for a manifest of 100,000
+    shards. JSON escapes every newline inside a string, so indenting a piece is a plain replace.
     """
-    body = {k: v for k, v in manifest.items() if k != SELF_DIGEST}
-    return _plain({**body, SELF_DIGEST: hashlib.sha256(_plain(body)).hexdigest()})
+    members = {
+        str(k): json.dumps(v, indent=2, sort_keys=True).replace("\n", "\n  ")
+        for k, v in manifest.items()
+        if k != SELF_DIGEST
+    }
+    digest = hashlib.sha256(_object(members)).hexdigest()
+    return _object({**members, SELF_DIGEST: json.dumps(digest)})
 
 
 def is_canonical(data: bytes, manifest: dict[str, Any]) -> bool:

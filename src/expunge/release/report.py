@@ -15,6 +15,9 @@ keys), so a report can be diffed between releases.
 
 from __future__ import annotations
 
+import heapq
+import math
+from bisect import bisect_right
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,10 @@ REPORT = "report.html"
 SUMMARY = "summary.json"
 MANIFEST = "MANIFEST.json"
 
-# Beyond this many shards, the shard chart shows the ones with the most removed or quarantined rows:
-# a release of 30,000 shards would otherwise draw a chart nobody can read. summary.json has them all.
+# Up to this many affected shards, the shard chart draws each of them. Beyond it (LAION-5B's metadata is
+# tens of thousands of shards) it draws how rows removed per shard are distributed, and only the shards
+# with the most rows removed or quarantined as bars: a chart of 30,000 bars is unreadable and would make
+# the page megabytes. summary.json has every shard.
 MAX_SHARDS = 40
 
 
@@ -57,19 +62,69 @@ def _counts_chart(chart: str, color: str, name: str, counts: dict[str, int], emp
     return bar_chart(chart, [Series(name, color)], rows)
 
 
+def _hits(shard: dict[str, Any]) -> int:
+    return int(shard.get("rows_removed", 0)) + int(shard.get("rows_quarantined", 0))
+
+
+def _bins(peak: int) -> list[int]:
+    """Lower edges of the distribution's bins, 1-2-5 per decade (1, 2-4, 5-9, 10-19, 20-49, ...) up to
+    the bin holding ``peak``: rows removed per shard span 1 to tens of thousands, so equal-width bins
+    would put nearly every shard in the first."""
+    edges = [1]
+    step = 0
+    while True:
+        nxt = edges[-1] * (2.5 if step % 3 == 1 else 2)
+        if nxt > peak:
+            return edges
+        edges.append(int(nxt))
+        step += 1
+
+
+def _distribution_chart(counts: list[int], untouched: int) -> str:
+    """How many shards lost 1, 2-4, 5-9, ... rows: the shape of a release too large to draw shard by
+    shard (one pass over the shards, a bisect each)."""
+    edges = _bins(max(counts))
+    per_bin = [0] * len(edges)
+    for n in counts:
+        per_bin[bisect_right(edges, n) - 1] += 1
+    rows = []
+    for i, lo in enumerate(edges):
+        hi = edges[i + 1] - 1 if i + 1 < len(edges) else max(counts)
+        label = f"{num(lo)} row{'s' if lo != 1 else ''}" if hi == lo else f"{num(lo)}-{num(hi)} rows"
+        rows.append(Row(label, (float(per_bin[i]),)))
+    chart = bar_chart("shard-distribution", [Series("shards", "shard-bins")], rows, width=WIDE_WIDTH)
+    lead = (
+        f'<p class="note" data-shards-untouched="{untouched}"><b>{untouched:,}</b> shard'
+        f"{'s' if untouched != 1 else ''} had nothing removed or quarantined (not drawn). The "
+        f"{len(counts):,} that had are drawn below by how many rows each lost (removed plus "
+        "quarantined).</p>"
+    )
+    return lead + chart
+
+
 def _shards_chart(shards: list[dict[str, Any]]) -> str:
-    hit = [s for s in shards if s.get("rows_removed", 0) or s.get("rows_quarantined", 0)]
+    hit = [s for s in shards if _hits(s) > 0]
     if not hit:
         return _empty("No shard had a row removed or quarantined.")
+    untouched = len(shards) - len(hit)
+    head = ""
     shown = hit
     note = ""
     if len(hit) > MAX_SHARDS:
-        shown = sorted(hit, key=lambda s: (-(s["rows_removed"] + s["rows_quarantined"]), s["name"]))
-        shown = sorted(shown[:MAX_SHARDS], key=lambda s: str(s["name"]))
-        note = f"The {MAX_SHARDS} shards with the most rows removed or quarantined of {len(hit):,} affected. "
-    untouched = len(shards) - len(hit)
-    if untouched:
-        note += f"{untouched:,} shard{'s' if untouched != 1 else ''} had nothing removed or quarantined."
+        head = _distribution_chart([_hits(s) for s in hit], untouched)
+        shown = heapq.nsmallest(MAX_SHARDS, hit, key=lambda s: (-_hits(s), str(s["name"])))
+        hidden = len(hit) - MAX_SHARDS
+        note = (
+            f'<p class="note" data-shards-not-drawn="{hidden}">The {MAX_SHARDS} shards with the most rows '
+            f"removed or quarantined, largest first. {hidden:,} other affected shard"
+            f"{'s are' if hidden != 1 else ' is'} counted in the distribution above but not drawn "
+            "individually; summary.json lists every shard.</p>"
+        )
+    elif untouched:
+        note = (
+            f'<p class="note">{untouched:,} shard{"s" if untouched != 1 else ""} had nothing removed '
+            "or quarantined.</p>"
+        )
     rows = [
         Row(str(s["name"]), (float(s.get("rows_removed", 0)), float(s.get("rows_quarantined", 0))))
         for s in shown
@@ -80,7 +135,7 @@ def _shards_chart(shards: list[dict[str, Any]]) -> str:
         rows,
         width=WIDE_WIDTH,
     )
-    return chart + (f'<p class="note">{escape(note)}</p>' if note else "")
+    return head + chart + note
 
 
 def _bank_versions(store: Path, banks: list[dict[str, Any]]) -> str:
@@ -272,14 +327,20 @@ def render_report(
     rows_in = int(summary.get("rows_in", 0))
 
     def share(n: int) -> str:
-        return f"{n / rows_in:.2%} of rows" if rows_in else "of 0 rows"
+        if not rows_in:
+            return "of 0 rows"
+        part = n / rows_in
+        if 0 < part < 0.0001:  # 94,334 of 5 billion rows is not "0.00%": two significant digits
+            digits = min(12, 1 - math.floor(math.log10(part * 100)))
+            return f"{part * 100:.{digits}f}% of rows"
+        return f"{part:.2%} of rows"
 
     stats = [
         (
             "",
             "rows in",
             int(summary.get("rows_in", 0)),
-            f"{summary.get('dataset', {}).get('shards', 0)} shards",
+            f"{int(summary.get('dataset', {}).get('shards', 0)):,} shards",
         ),
         ("", "rows kept", int(summary.get("rows_kept", 0)), share(int(summary.get("rows_kept", 0)))),
         (
@@ -324,7 +385,9 @@ def render_report(
         _section(
             "By shard",
             _shards_chart(list(summary.get("shards", []))),
-            "Rows removed and quarantined in each shard; shards without either are unchanged, hash included.",
+            "Rows removed and quarantined in each shard; shards without either are unchanged, hash included. "
+            f"With more than {MAX_SHARDS} shards affected: how the rows lost per shard are distributed, and "
+            "the shards that lost the most.",
             wide=True,
         ),
         _section(
