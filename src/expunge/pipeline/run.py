@@ -51,6 +51,7 @@ class Pipeline:
         self.ledger: list[dict[str, Any]] = []
         self._neighbours: Path | None = None  # the neighbour findings of the last triage stage
         self._soft = False  # the last triage stage measured soft signals (scores, keywords, nsfw)
+        self._writes = True  # the last flood tally found a shard whose removed rows changed
 
     def _report(self, report: StageReport) -> StageReport:
         self.ledger.append(asdict(report))
@@ -153,7 +154,8 @@ class Pipeline:
         )
         results: dict[str, CleanResult] = {}
         with self.reporter.bar("clean", len(tasks), "shards") as bar:
-            for res in self.executor.map(clean_shard, tasks):
+            # An update that changes no shard's removed rows only rewrites records: no pool for that.
+            for res in self.executor.map(clean_shard, tasks, light=not self._writes):
                 results[res.shard] = res
                 bar.advance(1)
         clean_stage.drop_stale_shards(state_dir, out, {s.name for s in ds.shards})
@@ -219,8 +221,11 @@ class Pipeline:
             shard_triage,
         )
         tally = flood.Tally()
-        for _name, decided in self.executor.map(tally_shard, tasks):
+        self._writes = False
+        # Reading findings is light: it runs here unless the workers are already up.
+        for _name, decided, writes in self.executor.map(tally_shard, tasks, light=True):
             tally.add(decided)
+            self._writes = self._writes or writes
         rule_shares = {r.name: r.max_share for r in run.policy.rules} if run is not None else {}
         flood.check(
             tally,

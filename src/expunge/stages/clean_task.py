@@ -99,6 +99,9 @@ class CleanResult:
     review: list[list[Any]] = field(default_factory=list)  # [row, rules, signals JSON] per review candidate
 
 
+_RESULT_FIELDS = frozenset(CleanResult.__dataclass_fields__)
+
+
 def marker_paths(state_dir: Path, shard_name: str) -> tuple[Path, Path]:
     """A shard's completion marker and removal records in the release's state folder."""
     return Store.clean_marker(state_dir, shard_name)
@@ -125,9 +128,19 @@ def _decide(task: CleanTask) -> Decided:
     )
 
 
-def tally_shard(task: CleanTask) -> tuple[str, Decided]:
-    """The shard's decisions without writing anything: the flood guard counts them first."""
-    return task.shard_name, _decide(task)
+def tally_shard(task: CleanTask) -> tuple[str, Decided, bool]:
+    """The shard's decisions without writing anything: the flood guard counts them first. The flag
+    says whether cleaning it will write the shard (its removed rows changed since its marker)."""
+    decided = _decide(task)
+    gone = sorted(set(decided.reasons) | set(decided.quarantined))
+    record = done.read_record(marker_paths(Path(task.state_dir), task.shard_name)[0])
+    return task.shard_name, decided, record is None or record.get("rows_plan") != rows_plan(task, gone)
+
+
+def rows_plan(task: CleanTask, gone: list[int]) -> str:
+    """What the shard's bytes depend on: its source and the rows taken out. A list update that changes
+    only why rows go (a bank's version, a rule's name) rewrites the records, never the shard."""
+    return hashlib.sha256(json.dumps([PLAN_FORMAT, task.shard_sha256, gone]).encode()).hexdigest()
 
 
 def _target(task: CleanTask) -> CleanTarget:
@@ -173,17 +186,31 @@ def clean_shard(task: CleanTask) -> CleanResult:
     planned = _outputs(task, drop)
     outputs = planned.files
     record = done.read_record(marker)
-    fingerprint = lambda: {"plan": plan, "size": sum(os.path.getsize(p) for p in outputs)}  # noqa: E731
+
+    def size() -> int:
+        return sum(os.path.getsize(p) for p in outputs)
+
+    def fingerprint() -> dict[str, object]:
+        return {"plan": plan, "size": size()}
+
     if record is not None and done.is_done(record, fingerprint, [records_path, *outputs]):
-        result = CleanResult(**record)
+        result = CleanResult(**{k: v for k, v in record.items() if k in _RESULT_FIELDS})
         result.resumed = True
         return result
+    same = rows_plan(task, gone)
     tmp_dir = Path(task.tmp_dir)
-    _confirm_source(task)
-    rows = CleanRows(rows_in, gone, drop, task.key_column)
-    action = task.shard.handler.write_clean(task.shard, _target(task), rows)
-    main_files = [str(p) for p in planned.main]
-    sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
+
+    def same_rows() -> dict[str, object]:
+        return {"rows_plan": same, "size": size()}
+
+    if record is not None and done.is_done(record, same_rows, outputs):
+        action, sha = str(record["action"]), str(record["sha256"])
+    else:
+        _confirm_source(task)
+        rows = CleanRows(rows_in, gone, drop, task.key_column)
+        action = task.shard.handler.write_clean(task.shard, _target(task), rows)
+        main_files = [str(p) for p in planned.main]
+        sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir)
     by_signal: dict[str, int] = {}
     by_bank: dict[str, int] = {}
@@ -216,6 +243,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
     )
     marker_data = asdict(result)
     marker_data["resumed"] = False
+    marker_data["rows_plan"] = same
     done.mark_done(marker, marker_data, tmp_dir)
     result.seconds = time.perf_counter() - started
     return result
