@@ -456,6 +456,7 @@ def _axis_weights(full: int, reduced: int, scale: int) -> _Band:
     return index, out
 
 
+_LUMA: Final = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _DCT16x64: Final = (
     np.sqrt(2.0 / 64.0) * np.cos(np.pi / 128.0 * np.arange(1, 17)[:, None] * (2 * np.arange(64)[None, :] + 1))
 ).astype(np.float32)
@@ -472,12 +473,11 @@ def _bits(coefficients: npt.NDArray[np.float32]) -> bytes:
 def _pdq_reduced(small: _Reduced, dihedral: bool) -> tuple[bytes, int, tuple[bytes, ...]]:
     """PDQ of a block-reduced decode: the reference's 64x64 view rebuilt from the blocks, then the
     reference's DCT, median threshold, quality metric and dihedral sign rules."""
-    rgb = small.rgb.astype(np.float32)
-    luma = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+    luma = small.rgb @ _LUMA  # the reference's 0.299 R + 0.587 G + 0.114 B, in float32
     row_index, row_weights = _axis_weights(small.height, luma.shape[0], small.scale)
     col_index, col_weights = _axis_weights(small.width, luma.shape[1], small.scale)
-    across = (luma[row_index] * row_weights[:, :, None]).sum(axis=1)  # 64 x reduced width
-    view = (across[:, col_index] * col_weights[None, :, :]).sum(axis=2)  # 64 x 64
+    across = np.einsum("ob,obc->oc", row_weights, luma[row_index])  # 64 x reduced width
+    view = np.einsum("ob,cob->co", col_weights, across[:, col_index])  # 64 x 64
     # Quality: the reference's gradient count on the 64x64 view (each step truncated to int).
     steps = np.abs(np.trunc((view[:-1] - view[1:]) * 100 / 255)).sum()
     steps += np.abs(np.trunc((view[:, :-1] - view[:, 1:]) * 100 / 255)).sum()
