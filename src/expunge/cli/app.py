@@ -13,13 +13,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from expunge import __version__, api
+from expunge import __version__
 from expunge.cli import render
 from expunge.cli.options import (
     AllowEmptyOpt,
@@ -46,6 +46,21 @@ from expunge.config import (
 )
 from expunge.errors import ExpungeError
 from expunge.progress import RichReporter
+
+if TYPE_CHECKING:
+    from expunge import api
+else:
+
+    class _Api:
+        """``expunge.api``, imported when a command first calls it: ``expunge --help`` and a command's
+        own start do not pay for pyarrow, DuckDB and the pipeline before they are needed."""
+
+        def __getattr__(self, name: str) -> Any:
+            import expunge.api
+
+            return getattr(expunge.api, name)
+
+    api = _Api()
 
 app = typer.Typer(
     add_completion=False,

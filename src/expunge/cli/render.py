@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from expunge.lists.bank import BankInfo
-
 if TYPE_CHECKING:
     from expunge.demo import DemoResult
+    from expunge.lists.bank import BankInfo
 
 console = Console()
 

@@ -8,11 +8,14 @@ parallelism under the executor's control (one worker per core).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from expunge.features.base import WIDTHS
+
+if TYPE_CHECKING:
+    import duckdb
 
 _local = threading.local()
 
@@ -20,6 +23,8 @@ _local = threading.local()
 def _con() -> duckdb.DuckDBPyConnection:
     con = getattr(_local, "con", None)
     if con is None:
+        import duckdb  # here, not at import: a run whose index is current never hashes (0.2 s saved)
+
         con = duckdb.connect(config={"threads": 1})
         _local.con = con
     return con
