@@ -136,9 +136,20 @@ class ExactMatcher(Matcher):
     """Membership: rows whose feature value (any of them, for list features) is in the bank."""
 
     def find(self, probe: Probe) -> Findings:
+        from expunge.matchers import sorted_index
+
+        f = probe.feature
+        single = not f.is_image and not f.multi
+        feature_file = probe.index_dir / f.file
+        if single and probe.whole is None:  # a bank's delta: probe the shard's sorted copy, if current
+            got = sorted_index.probe(feature_file, probe.values, probe.width)
+            if got is not None:
+                return Findings(*got)
         column, line_rows = feature_column(probe)
         target = probe.whole if probe.whole is not None else lookup(probe.values)
         rows, values = match_column(column, probe.width, target)
         if line_rows is not None:  # image members: a match on any member names its sample's row
             rows = member_rows(line_rows[rows], probe)
+        if single:  # the column is in memory now: keep it sorted for the next list update
+            sorted_index.write(feature_file, column, probe.width)
         return Findings(rows, values)

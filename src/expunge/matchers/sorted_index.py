@@ -1,0 +1,90 @@
+"""A shard's feature values sorted, beside its index: so a list update probes the index, not scans it.
+
+The daily list update adds values that match nothing. Scanning every row of every shard for them costs
+time in proportion to the dataset; probing a sorted copy costs time in proportion to the values added.
+For each single-valued column feature the first full match of a shard writes, next to the feature file:
+
+- ``FEATURE.sorted-TAG.npy``: a structured array of (64-bit prefix, full value, row), sorted by prefix.
+
+``TAG`` is the feature file's size and mtime, so a feature file rewritten by the index stage (the shard
+changed) never pairs with an old sorted copy: it is simply absent and rebuilt. The file is a cache:
+anything wrong with it (missing, unreadable) means the scan runs instead. It is memory-mapped, so a
+probe reads only the pages its binary searches touch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from expunge import atomic
+from expunge.matchers.exact import fixed_to_numpy, prefix64
+
+
+def _dtype(width: int) -> np.dtype[np.void]:
+    return np.dtype([("p", "<u8"), ("v", f"S{width}"), ("r", "<i8")])
+
+
+def _path(feature_file: Path) -> Path | None:
+    try:
+        st = feature_file.stat()
+    except FileNotFoundError:
+        return None
+    return feature_file.with_name(f"{feature_file.stem}.sorted-{st.st_size}-{st.st_mtime_ns}.npy")
+
+
+def write(feature_file: Path, column: pa.Array, width: int, tmp_dir: Path | None = None) -> None:
+    """Write the sorted copy of a single-valued column (nulls left out); drop stale ones."""
+    path = _path(feature_file)
+    if path is None or path.is_file():
+        return
+    values, valid = fixed_to_numpy(column, width)
+    rows = np.flatnonzero(valid)
+    values = values[rows]
+    prefix = prefix64(values, width)
+    order = np.argsort(prefix, kind="stable")
+    table = np.empty(len(order), dtype=_dtype(width))
+    table["p"] = prefix[order]
+    table["v"] = values[order]
+    table["r"] = rows[order]
+    for old in feature_file.parent.glob(f"{feature_file.stem}.sorted-*.npy"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    with atomic.atomic_path(path, tmp_dir) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, table, allow_pickle=False)
+
+
+def probe(feature_file: Path, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows whose value is one of ``values`` (``S{width}``), and the value each matched; None when there
+    is no current sorted copy (the caller scans). Exact: prefixes find candidates, full values confirm."""
+    path = _path(feature_file)
+    if path is None or not path.is_file():
+        return None
+    try:
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if table.dtype != _dtype(width):
+        return None
+    if len(table) == 0 or len(values) == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=f"S{width}")
+    query = np.unique(np.ascontiguousarray(values))
+    qp = prefix64(query, width)
+    prefixes = table["p"]
+    lo = np.searchsorted(prefixes, qp, "left")
+    hi = np.searchsorted(prefixes, qp, "right")
+    some = np.flatnonzero(hi > lo)
+    if not some.size:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=f"S{width}")
+    counts = (hi - lo)[some]
+    # Every candidate position, and the query value it must equal (prefixes can collide).
+    starts = np.repeat(lo[some] - np.cumsum(counts) + counts, counts)
+    pos = starts + np.arange(int(counts.sum()))
+    want = np.repeat(query[some], counts)
+    got = table[pos]
+    ok = got["v"] == want
+    rows = np.asarray(got["r"][ok], dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    return rows[order], np.asarray(want[ok][order])
