@@ -4,6 +4,9 @@ Run by hand (it is not a test)::
 
     PYTHONPATH=src python benchmarks/bench_pdq_bank.py --bank 1000000 [--kind uniform|clustered|both]
         [--queries 50000 --planted 0.1 --flat-queries 1000 --mh-queries 5000 --json FILE]
+    # 10M (about 20 minutes on 2 loaded cores; faiss MultiHash alone needs ~2.8 GB and minutes to build):
+    PYTHONPATH=src python benchmarks/bench_pdq_bank.py --bank 10000000 --queries 20000 \
+        --flat-queries 200 --mh-queries 500
 
 Issue 12's target (HMA states 10,000,000 PDQ hashes in under 8 GB at 1,000 lookups/s): at 10M hashes,
 threshold 31, ``HammingIndex`` holds ≤ 2 GB and answers ≥ 5,000 exact queries/s on 2 cores.
@@ -394,6 +397,15 @@ def run_kind(args: argparse.Namespace, kind: str, workdir: Path) -> dict[str, An
         )
     for k, ok in targets.items():
         print(f"TARGET {k}: {'met' if ok else 'NOT MET'}")
+    if ex_ok:
+        # Wall-clock rates fall with the machine's load (other processes share the 2 cores); the CPU
+        # time a query costs is steadier. Printed as an estimate, never as the target's verdict.
+        ex = results["expunge"]
+        est = 2 * ex["queries"] / ex["search_cpu_1"]
+        print(
+            "(estimate, not a verdict: 2 idle cores at this CPU cost per query would give"
+            f" {est:,.0f} queries/s; load {os.getloadavg()[0]:.2f})"
+        )
     return {"results": results, "checks": checks, "targets": targets}
 
 
