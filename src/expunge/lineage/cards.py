@@ -13,6 +13,7 @@ import codecs
 import importlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,16 +89,51 @@ def _valid(text: str) -> bool:
     return _ID.fullmatch(text) is not None and "--" not in text and ".." not in text
 
 
+# Letters from other scripts that render like Latin ones: an id typed (or disguised) with them names the
+# same repo to a reader, so it must name the same node, or a card could hide from the report.
+_HOMOGLYPHS = str.maketrans(
+    "\u0430\u0432\u0435\u043a\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445\u0455\u0456\u0458\u0501\u051b\u051d\u0261"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0405\u0406\u0408\u04ae"
+    "\u03b1\u03bf\u03bd\u03c1\u03b9\u03ba\u03c5\u03c7\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d"
+    "\u039f\u03a1\u03a4\u03a5\u03a7\u0131",
+    "abekmhopctyxsijdqwgABEKMHOPCTXSIJYaovpikuxABEZHIKMNOPTYXi",
+)
+_REVISION_PATHS = frozenset({"tree", "blob", "resolve", "raw", "commit", "commits", "discussions"})
+
+
+def _fold(text: str) -> str:
+    """``text`` with compatibility forms (fullwidth letters), accents, invisible and control characters
+    removed, Unicode dashes as ``-`` and Cyrillic/Greek look-alikes as Latin letters."""
+    out = []
+    for ch in unicodedata.normalize("NFKD", text):
+        cat = unicodedata.category(ch)
+        if cat in ("Mn", "Me", "Cf", "Cc") and ch not in "\t\n\r":
+            continue
+        out.append("-" if cat == "Pd" else ch)
+    return "".join(out).translate(_HOMOGLYPHS)
+
+
+def _decorated(s: str) -> bool:
+    """A valid-looking id that still carries a prefix or suffix that is not part of the repo's name."""
+    low = s.lower()
+    return low.endswith(".git") or low.startswith(("datasets/", "models/"))
+
+
 def normalise_id(text: object) -> str | None:
     """A repo id as written (case kept) without URL, cache-folder or revision decoration; None when the
-    text cannot be a repo id (a local path, a Space, three path parts...)."""
+    text cannot be a repo id (a local path, a Space, three path parts...). Look-alike and invisible
+    characters are folded first (see :func:`_fold`)."""
     if not isinstance(text, str):
         return None
     s = text.strip()
-    if _valid(s):
+    if _valid(s) and not _decorated(s):
         return s
     if len(s) > 1000:
         return None
+    if not (s.isascii() and s.isprintable()):
+        s = _fold(s).strip()
+        if not s.isascii():
+            return None
     low = s.lower()
     url = False
     if low.startswith("hf://"):
@@ -112,16 +148,14 @@ def normalise_id(text: object) -> str | None:
             s, low, url = s[len(host) :], low[len(host) :], True
         elif web:
             return None  # a link to some other site
-    s = re.split(r"[?#]", s, maxsplit=1)[0]
+    s = re.split(r"[?#@]", s, maxsplit=1)[0].rstrip("/")  # a revision may hold slashes (refs/pr/1)
     parts = s.split("/")
-    if parts and parts[0].lower() in ("datasets", "models") and len(parts) >= 3:
-        parts = parts[1:]
-    elif parts and parts[0].lower() == "spaces":
+    while len(parts) >= 2 and parts[0].lower() in ("datasets", "models"):
+        parts = parts[1:]  # reserved on the Hub: never an owner (datasets/squad is the ownerless squad)
+    if parts and parts[0].lower() == "spaces":
         return None
-    if url:
+    if url or (len(parts) >= 3 and parts[2].lower() in _REVISION_PATHS):
         parts = parts[:2]
-        if len(parts) == 2 and parts[1] == "":
-            parts = parts[:1]
     if len(parts) == 1:
         cache = _CACHE.fullmatch(parts[0])
         if cache is not None:
@@ -130,7 +164,9 @@ def normalise_id(text: object) -> str | None:
                 return None
     if not 1 <= len(parts) <= 2:
         return None
-    out = "/".join(parts).split("@", 1)[0]
+    while parts[-1].lower().endswith(".git"):  # a clone URL names the repo too
+        parts[-1] = parts[-1][:-4]
+    out = "/".join(parts)
     return out if _valid(out) else None
 
 
@@ -174,19 +210,25 @@ class _Builder:
         self.cards_read += 1
         return cid
 
-    def ref(self, card: str, text: object, kind: str, what: str, declared: bool = True) -> str | None:
-        """The id another card names; ``what`` says where (never the content) for warnings."""
+    def ref(
+        self, card: str, text: object, kind: str, what: str, declared: bool = True, loose: bool = False
+    ) -> str | None:
+        """The id another card names; ``what`` says where (never the content) for warnings. ``loose``:
+        an id found inside an odd-shaped field (the caller warns once for the field)."""
         display = normalise_id(text)
         if display is None:
-            if declared:
+            if declared and not loose:
                 self.warn(card, f"{what} is not a repo id; skipped")
             return None
+        if declared and not loose and isinstance(text, str) and not (text.isascii() and text.isprintable()):
+            odd = "look-alike, accented or invisible characters"
+            self.warn(card, f"{what} is written with {odd}; read as {display}")
         cid = display.lower()
         node = self.nodes.get(cid)
         if "/" not in display:
             if not declared and (node is None or not node.has_card):
                 return None  # a config hint without an owner is usually a local folder name
-            if declared:
+            if declared and not loose:
                 self.warn(card, f"{what} names {display} without an owner: kept as an unresolved node")
         if node is None:
             self.nodes[cid] = Node(cid, display, kind)
@@ -236,7 +278,8 @@ def _entries(
     b: _Builder, card: str, meta: dict[str, Any], key: str, one_ok: bool = False
 ) -> list[tuple[str, object]]:
     """A list field's entries with where they came from; a string stands for a one-entry list (the
-    Hub documents ``base_model`` as a string or a list, hence ``one_ok``)."""
+    Hub documents ``base_model`` as a string or a list, hence ``one_ok``). Any other value is one
+    entry too: :func:`_parents` looks inside it, since a sloppy card must not drop out of a report."""
     value = meta.get(key)
     if value is None:
         return []
@@ -245,17 +288,60 @@ def _entries(
             b.warn(card, f"{key} is a string, not a list; read as one entry")
         return [(key, value)]
     if not isinstance(value, list):
-        b.warn(card, f"{key} is neither a list nor a string; skipped")
-        return []
+        return [(key, value)]
     if len(value) > MAX_ENTRIES:
-        b.warn(card, f"{key} has more than {MAX_ENTRIES} entries; the rest are skipped")
-    out: list[tuple[str, object]] = []
-    for i, item in enumerate(value[:MAX_ENTRIES]):
-        if isinstance(item, str):
-            out.append((f"{key} entry {i + 1}", item))
-        else:
-            b.warn(card, f"{key} entry {i + 1} is not a string; skipped")
-    return out
+        b.warn(card, f"{key} has more than {MAX_ENTRIES} entries; all are read")
+    return [(f"{key} entry {i + 1}", item) for i, item in enumerate(value)]
+
+
+MAX_SALVAGE = 64  # ids taken from one odd-shaped entry
+_SALVAGE_VISITS = 10_000  # strings and containers looked at in one odd-shaped entry
+_WORDS = re.compile(r"[^\s,;|()\[\]{}<>\"'`*]+")
+
+
+def _salvage(value: object) -> list[str]:
+    """Strings inside an odd entry (prose, a comma list, a nested list or mapping, keys included) that
+    read as repo ids: each string whole, else word by word. Each container is visited once and the
+    walk is bounded, so YAML aliases (a small document that is a huge tree) cannot blow it up."""
+    found: dict[str, None] = {}
+    seen: set[int] = set()
+    stack = [value]
+    visits = 0
+    while stack and visits < _SALVAGE_VISITS and len(found) < MAX_SALVAGE:
+        v = stack.pop()
+        visits += 1
+        if isinstance(v, str):
+            whole = normalise_id(v)
+            words = [whole] if whole is not None else map(normalise_id, _WORDS.findall(v[:10_000])[:256])
+            found.update((w.strip(".:"), None) for w in words if w is not None and w.strip(".:"))
+        elif isinstance(v, (list, dict)) and id(v) not in seen:
+            seen.add(id(v))
+            if isinstance(v, dict):  # keys only when they look like owner/name: not `name:`, `split:`
+                items = [x for k, val in v.items() for x in ((k, val) if "/" in str(k) else (val,))]
+            else:
+                items = v
+            stack.extend(reversed(items[:_SALVAGE_VISITS]))
+    return [w for w in found if normalise_id(w) is not None][:MAX_SALVAGE]
+
+
+def _parents(b: _Builder, card: str, what: str, item: object, kind: str) -> list[tuple[str, bool]]:
+    """The parent ids one entry names, each with whether it is declared: an entry that is a repo id
+    is; ids dug out of anything else (:func:`_salvage`) are followed as inferred, with one warning."""
+    if isinstance(item, str) and normalise_id(item) is not None:
+        cid = b.ref(card, item, kind, what)
+        return [] if cid is None else [(cid, True)]
+    got = [cid for text in _salvage(item) if (cid := b.ref(card, text, kind, what, loose=True)) is not None]
+    if isinstance(item, str):
+        shape = "is not a repo id"
+    elif what == "base_model_name_or_path":
+        shape = "is missing or not a string"
+    else:
+        shape = "is not a string" if " entry " in what else "is neither a list nor a string"
+    if got:
+        b.warn(card, f"{what} {shape}; {len(got)} id(s) found in it are followed as inferred edges")
+    else:
+        b.warn(card, f"{what} {shape}" + ("" if what == "base_model_name_or_path" else "; skipped"))
+    return [(cid, False) for cid in got]
 
 
 def _model_relation(b: _Builder, card: str, meta: dict[str, Any]) -> str | None:
@@ -283,43 +369,39 @@ def _ingest(
     found = False
     if kind == "dataset":
         for what, text in _entries(b, card, meta, "source_datasets"):
-            if not isinstance(text, str) or text.strip().lower() == "original":
+            if isinstance(text, str) and text.strip().lower() == "original":
                 continue
-            prefix, bar, rest = text.partition("|")
-            relation = "subset" if bar and prefix.strip().lower() == "subset" else "derived"
-            parent = b.ref(card, rest if bar else text, "dataset", what)
-            if parent is not None:
-                b.edge(parent, child, relation, True, card)
+            relation = "derived"
+            if isinstance(text, str) and "|" in text:
+                prefix, _, text = text.partition("|")
+                relation = "subset" if prefix.strip().lower() == "subset" else "derived"
+            for parent, declared in _parents(b, card, what, text, "dataset"):
+                b.edge(parent, child, relation, declared, card)
                 found = True
         return
     for what, text in _entries(b, card, meta, "datasets"):
-        parent = b.ref(card, text, "dataset", what)
-        if parent is not None:
-            b.edge(parent, child, "trained_on", True, card)
+        for parent, declared in _parents(b, card, what, text, "dataset"):
+            b.edge(parent, child, "trained_on", declared, card)
             found = True
     model_rel = _model_relation(b, card, meta)
-    adapter_parent = None
+    adapter_parents: list[tuple[str, bool]] = []
     if adapter_base is not None:
         where, value = adapter_base
-        if isinstance(value, str):
-            adapter_parent = b.ref(where, value, "model", "base_model_name_or_path")
-        else:
-            b.warn(where, "base_model_name_or_path is missing or not a string")
+        adapter_parents = _parents(b, where, "base_model_name_or_path", value, "model")
     for what, text in _entries(b, card, meta, "base_model", one_ok=True):
-        parent = b.ref(card, text, "model", what)
-        if parent is None:
-            continue
-        found = True
-        if model_rel is None and parent == adapter_parent:
-            continue  # the adapter config says what kind of child this is
-        b.edge(parent, child, model_rel or "finetune", True, card)
-    if adapter_parent is not None and adapter_base is not None:
-        b.edge(adapter_parent, child, "adapter", True, adapter_base[0])
-        found = True
+        for parent, declared in _parents(b, card, what, text, "model"):
+            found = True
+            if model_rel is None and any(parent == p for p, _ in adapter_parents):
+                continue  # the adapter config says what kind of child this is
+            b.edge(parent, child, model_rel or "finetune", declared, card)
+    if adapter_base is not None:
+        for parent, declared in adapter_parents:
+            b.edge(parent, child, "adapter", declared, adapter_base[0])
+            found = True
     for where, rel, value in hints:
-        parent = b.ref(where, value, "model", "_name_or_path", declared=False)
-        if parent is not None:
-            b.edge(parent, child, rel, False, where)
+        hinted = b.ref(where, value, "model", "_name_or_path", declared=False)
+        if hinted is not None:
+            b.edge(hinted, child, rel, False, where)
     if not found and meta.get("base_model") is None and meta.get("datasets") is None:
         b.warn(card, "names no datasets and no base model: its lineage is unknown")
 

@@ -361,11 +361,15 @@ class LineageGraph:
         )
 
     def aliases(self, id: str) -> list[str]:
-        """Owner-less nodes with the same name as ``id`` (``laion2b-en`` for ``laion/laion2b-en``): cards
-        that may mean the same repo but cannot be tied to it, for a report to mention."""
+        """Nodes that may be the same repo as ``id`` but cannot be tied to it: the owner-less node of the
+        same name (``laion2b-en`` for ``laion/laion2b-en``), and for an owner-less ``id`` every
+        ``owner/name`` of that name, so a mark made without the owner still reaches the owned repo."""
         cid = canonical_id(id)
-        if cid is None or "/" not in cid:
+        if cid is None:
             return []
+        if "/" not in cid:
+            tail = "/" + cid
+            return [i for i in self._ids if i.endswith(tail)]
         name = cid.split("/", 1)[1]
         return [name] if self._index(name) is not None else []
 

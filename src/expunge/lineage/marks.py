@@ -14,7 +14,7 @@ caption or anything else from a row: counts, roots and ids only.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +198,30 @@ def load(lineage_dir: Path) -> Marks:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ExpungeError(f"not an {FORMAT} file", path)
     out = Marks()
-    for dataset, marks in _mapping(data.get("marks"), path).items():
-        out.history[dataset] = [_mark(m, path) for m in _list(marks, path)]
+    for key, marks in _mapping(data.get("marks"), path).items():
+        # Ids as the graph knows them (lowercase owner/name): a hand-edited spelling must not make the
+        # report miss every repo below the dataset. Entries under one id, in the order recorded.
+        cid = _canonical(key, path)
+        got = [_mark(m, path) for m in _list(marks, path)]
+        if any(_canonical(m.dataset, path) != cid for m in got):
+            raise ExpungeError("marks file: an entry names another dataset than its key", path)
+        merged = cid in out.history
+        history = out.history.setdefault(cid, [])
+        history.extend(replace(m, dataset=cid) for m in got)
+        if merged:
+            history.sort(key=lambda m: m.recorded_at)
     for derivative, checks in _mapping(data.get("evidence"), path).items():
         out.evidence[derivative] = [_evidence(e, path) for e in _list(checks, path)]
     return out
+
+
+def _canonical(text: str, where: Path) -> str:
+    from expunge.lineage.cards import canonical_id
+
+    cid = canonical_id(text)
+    if cid is None:
+        raise ExpungeError("marks file: a dataset key is not a repo id", where)
+    return cid
 
 
 def _mapping(obj: Any, where: Path) -> dict[str, Any]:
@@ -244,7 +263,7 @@ def _evidence(obj: Any, where: Path) -> Evidence:
     lid = obj.get("lineage_id")
     return Evidence(
         derivative=obj["derivative"],
-        lineage_id=lid if isinstance(lid, str) else None,
+        lineage_id=_canonical(lid, where) if isinstance(lid, str) else None,
         recorded_at=str(obj.get("recorded_at", "")),
         followed=str(obj.get("followed", "")),
         result=ReleaseRef.from_json(obj.get("result"), where),

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Any, Protocol
 
+from expunge.errors import ExpungeError
+from expunge.lineage.cards import canonical_id
 from expunge.lineage.marks import Evidence, Mark, Marks
 
 if TYPE_CHECKING:
@@ -120,19 +122,22 @@ def _step(edge: Edge) -> Step:
 
 def build_report(graph: Graph, marks: Marks) -> LineageReport:
     """Every repo downstream of a dataset with removed rows, each explained by its nearest marked ancestor."""
-    removals = marks.removals()
+    # Ids as the graph spells them: a mark under another spelling would otherwise match no path.
+    removals = {canonical_id(d) or d: m for d, m in sorted(marks.removals().items())}
     marked = tuple(
         Marked(d, _kind(graph, d), graph.node(d) is not None, m) for d, m in sorted(removals.items())
     )
     roots = sorted(d for d in removals if graph.node(d) is not None)
     # Cards often name a dataset without its owner (`laion2B-en`): such a node cannot be tied to the
     # marked repo for certain, so it is followed as an inferred `alias` step rather than left out.
+    # A marked id that is not in the graph itself may still have aliases in it (`laion2b-en` marked,
+    # cards naming `laion/laion2B-en`; or the reverse).
     alias_of: dict[str, str] = {}
-    for d in roots:
+    for d in sorted(removals):
         for alias in graph.aliases(d):
             if alias not in removals:
                 alias_of.setdefault(alias, d)
-    found = graph.downstream([*roots, *sorted(alias_of)]) if roots else {}
+    found = graph.downstream([*roots, *sorted(alias_of)]) if roots or alias_of else {}
     affected: list[Affected] = []
     for alias, owner in sorted(alias_of.items()):
         step = Step(owner, alias, "alias", False)
@@ -151,11 +156,11 @@ def build_report(graph: Graph, marks: Marks) -> LineageReport:
             nodes = (owner, *nodes[cut:])
             ancestor, cut = owner, 0
         mark = removals.get(ancestor)
-        if mark is None:  # the graph's path does not start at a mark: refuse to guess which one
-            continue
+        if mark is None:  # every path starts at a mark or an alias of one; never drop a repo silently
+            raise ExpungeError(f"lineage report: the path to {repo} starts at no marked dataset; rebuild")
         affected.append(Affected(repo, _kind(graph, repo), ancestor, mark, nodes[cut:], steps))
     pointers: list[Pointer] = []
-    pointed = marks.pointers()
+    pointed = {canonical_id(d) or d: m for d, m in sorted(marks.pointers().items())}
     for dataset in sorted(d for d in pointed if graph.node(d) is not None):
         mark = pointed[dataset]
         seen: set[str] = set()

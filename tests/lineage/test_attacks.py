@@ -1,0 +1,170 @@
+"""Crafted inputs against lineage: sloppy or hostile cards, odd marks, injection into reports and
+notices. Each test here is an attack that once found a defect (kept as a regression test).
+
+The worst failure is a tainted repo left out of the report, so most attacks spell a marked dataset in
+some other way and check the repo still reaches the report (as an inferred edge when the card is odd).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from expunge.lineage import marks as lm
+from expunge.lineage.cards import read_tree
+from expunge.lineage.graph import LineageGraph
+from expunge.lineage.report import LineageReport, build_report
+
+MARKED = "laion/laion2B-en"
+
+
+def _card(root: Path, kind: str, repo: str, front: str) -> Path:
+    folder = root / f"{kind}s" / repo.replace("/", "__")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(f"---\n{front}\n---\n", encoding="utf-8")
+    return folder
+
+
+def _tree(root: Path) -> Path:
+    _card(root, "dataset", MARKED, "license: cc-by-4.0")
+    return root
+
+
+def _marks(*datasets: str) -> lm.Marks:
+    marks = lm.Marks()
+    for d in datasets:
+        lm.add_mark(marks, lm.Mark(d, "removed", "2025-01-01T00:00:00Z"))
+    return marks
+
+
+def _report(root: Path, *marked: str) -> LineageReport:
+    graph = LineageGraph.from_cards(read_tree(root))
+    return build_report(graph, _marks(*(marked or (MARKED.lower(),))))
+
+
+def _affected(report: LineageReport) -> dict[str, tuple[bool, ...]]:
+    return {a.id: tuple(s.declared for s in a.steps) for a in report.affected}
+
+
+# --------------------------------------------------------------------------------------------------
+# Cards naming the marked dataset in another spelling must reach the report
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "datasets: [laion/laion2B-en/]",  # trailing slash
+        "datasets: [laion/laion2B-en.git]",  # clone URL suffix
+        "datasets: [laion/laion2B-en@refs/pr/1]",  # revision with slashes
+        "datasets: [laion/laion2B-en/tree/main]",  # a path without the host
+        'datasets: ["laion/laion2B\\u200b-en"]',  # zero-width space
+        'datasets: ["\\u202elaion/laion2B-en"]',  # right-to-left override
+        'datasets: ["\\uff4c\\uff41\\uff49\\uff4f\\uff4e/laion2B-en"]',  # fullwidth letters
+        'datasets: ["laion/laion2B\\u2010en"]',  # Unicode hyphen
+        'datasets: ["l\\u0430ion/laion2B-en"]',  # Cyrillic a
+        'datasets: ["la\\u0131on/la\\u00efon2B-en"]',  # dotless i, diaeresis
+        'datasets: "laion/laion2B-en, laion/coco"',  # a comma list in a string
+        'datasets: "trained on [LAION](https://huggingface.co/datasets/laion/laion2B-en)."',  # prose
+        "datasets: [[laion/laion2B-en]]",  # nested list
+        "datasets: [{name: laion/laion2B-en, split: train}]",  # a mapping entry
+        "datasets: {laion/laion2B-en: true}",  # a mapping field
+        "base_model: {id: laion/laion2B-en}",
+    ],
+)
+def test_odd_spellings_of_a_marked_dataset_reach_the_report(tmp_path: Path, front: str) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/model", front)
+    _card(root, "model", "o/child", "base_model: o/model")
+    got = _affected(_report(root))
+    assert "o/model" in got and "o/child" in got
+
+
+def test_ownerless_dataset_spellings_reach_the_report_as_aliases(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/a", "datasets: [datasets/laion2B-en]")
+    _card(root, "model", "o/b", "datasets: [https://huggingface.co/datasets/laion2B-en]")
+    got = _affected(_report(root))
+    assert got["o/a"] == got["o/b"] == (False, True)  # alias step (inferred), then the card's edge
+
+
+def test_odd_entries_are_followed_as_inferred_with_one_warning(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/m", "datasets: [{name: laion/laion2B-en}]")
+    cards = read_tree(root)
+    assert [(e.parent, e.declared) for e in cards.edges if e.child == "o/m"] == [("laion/laion2b-en", False)]
+    mine = [w.message for w in cards.warnings if w.card.startswith("models/o__m")]
+    assert mine == ["datasets entry 1 is not a string; 1 id(s) found in it are followed as inferred edges"]
+
+
+def test_lookalike_characters_warn_and_name_the_folded_id(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/m", 'datasets: ["l\\u0430ion/laion2B-en"]')
+    cards = read_tree(root)
+    assert [e.parent for e in cards.edges] == ["laion/laion2b-en"]
+    assert any("look-alike" in w.message and "laion/laion2B-en" in w.message for w in cards.warnings)
+    assert all(w.message.isascii() for w in cards.warnings)  # the disguised spelling is never echoed
+
+
+def test_alias_bomb_inside_an_odd_entry_is_bounded(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [laion/laion2B-en, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 25)]
+    lines.append("datasets: {k: *a24}")
+    root = _tree(tmp_path)
+    _card(root, "model", "o/m", "\n".join(lines))
+    start = time.perf_counter()
+    got = _affected(_report(root))
+    assert time.perf_counter() - start < 5
+    assert "o/m" in got
+
+
+# --------------------------------------------------------------------------------------------------
+# Marks
+
+
+def test_marks_file_with_another_spelling_still_reports_everything(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "cards")
+    _card(root, "model", "o/m", f"datasets: [{MARKED}]")
+    store = tmp_path / "lineage"
+    lm.save(store, _marks("laion/laion2b-en"), None)
+    path = lm.marks_path(store)
+    data = json.loads(path.read_text())
+    entries = data["marks"].pop("laion/laion2b-en")
+    for e in entries:
+        e["dataset"] = "LAION/laion2B-en"
+    data["marks"]["LAION/laion2B-en"] = entries
+    path.write_text(json.dumps(data))
+    marks = lm.load(store)
+    assert list(marks.history) == ["laion/laion2b-en"]
+    report = build_report(LineageGraph.from_cards(read_tree(root)), marks)
+    assert "o/m" in _affected(report)
+
+
+def test_marks_file_key_that_is_not_an_id_is_refused(tmp_path: Path) -> None:
+    from expunge.errors import ExpungeError
+
+    store = tmp_path / "lineage"
+    lm.save(store, _marks("laion/laion2b-en"), None)
+    path = lm.marks_path(store)
+    data = json.loads(path.read_text())
+    data["marks"]["../x y"] = data["marks"].pop("laion/laion2b-en")
+    path.write_text(json.dumps(data))
+    with pytest.raises(ExpungeError, match="not a repo id"):
+        lm.load(store)
+
+
+def test_marks_built_in_code_with_another_spelling_still_report(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/m", f"datasets: [{MARKED}]")
+    assert "o/m" in _affected(_report(root, "LAION/laion2B-en"))
+
+
+def test_ownerless_mark_reaches_the_owned_dataset_and_below(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _card(root, "model", "o/m", f"datasets: [{MARKED}]")
+    _card(root, "model", "o/ft", "base_model: o/m")
+    got = _affected(_report(root, "laion2b-en"))
+    assert got["laion/laion2b-en"] == (False,)
+    assert got["o/m"] == (False, True) and got["o/ft"] == (False, True, True)
