@@ -434,3 +434,45 @@ def test_hex_digests_names_the_first_bad_line(tmp_path: Path) -> None:
     with pytest.raises(ExpungeError) as err:
         hex_digests(read_tokens(path), 16, "url_md5")
     assert "line 3" in str(err.value) and "32 hex digits" in str(err.value)
+
+
+_CSV_LINE = st.one_of(
+    st.just(""),
+    st.just("  "),
+    st.tuples(st.binary(min_size=16, max_size=16), st.integers(0, 99), st.sampled_from(["", "a", " b "])).map(
+        lambda t: f"{t[0].hex()},{t[1]},{t[2]}"
+    ),
+    st.tuples(st.binary(min_size=16, max_size=16), st.integers(0, 99)).map(
+        lambda t: f" {t[0].hex().upper()} ,{t[1]},c"
+    ),
+    st.just(",7,a"),  # an empty value: refused, naming the line
+    st.just("ab,1"),  # a field short: refused, naming the line
+    st.just("#cd,2,x"),  # CSV has no comments: a data row
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_CSV_LINE, max_size=25), crlf=st.booleans(), bom=st.booleans())
+def test_columnar_csv_agrees_with_read_list(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], crlf: bool, bom: bool
+) -> None:
+    """The Arrow CSV path (daily re-imports of million-line files) keeps the reference's rules: the same
+    tokens, line numbers and categories, or the same error on the same line."""
+    path = tmp_path_factory.mktemp("csv") / "l.csv"
+    text = ("\r\n" if crlf else "\n").join(["md5,id,category", *lines])
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    try:
+        ref = read_list(path, "csv")
+    except ExpungeError as exc:
+        with pytest.raises(ExpungeError) as got_exc:
+            read_tokens(path, "csv")
+        assert str(got_exc.value) == str(exc)
+        return
+    got = read_tokens(path, "csv")
+    assert got.lines.tolist() == [e.line for e in ref.entries]
+    assert got.tokens.to_pylist() == [e.token for e in ref.entries]
+    cats: dict[str, int] = {}
+    for e in ref.entries:
+        if e.category:
+            cats[e.category] = cats.get(e.category, 0) + 1
+    assert got.categories == cats

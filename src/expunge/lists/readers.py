@@ -135,17 +135,10 @@ def read_pytx(path: Path, column: str | None = None) -> ListFile:
     return ListFile(path, "pytx", entries)
 
 
-def read_csv(path: Path, column: str | None = None) -> ListFile:
-    """CSV with a header: a value column (named, or detected) plus optional id/category columns.
-
-    CSV has no comment syntax: a row whose first field starts with ``#`` is a data row like any other
-    (skipping it could drop a listed value). Only blank lines, which hold no field, are skipped.
-    """
-    lines = list(_text_lines(path))
-    body = [(n, t) for n, t in lines if t.strip()]
-    if not body:
-        return ListFile(path, "csv", [])
-    header_line, header_text = body[0]
+def _csv_header(
+    path: Path, header_line: int, header_text: str, column: str | None
+) -> tuple[list[str], int, int | None]:
+    """The header's fields, the value column's index and the category column's (if any)."""
     try:
         header = [h.strip() for h in next(csv.reader([header_text]))]
     except csv.Error:
@@ -174,6 +167,21 @@ def read_csv(path: Path, column: str | None = None) -> ListFile:
             f"line {header_line}",
         )
     cat_idx = lower.index("category") if "category" in lower else None
+    return header, idx, cat_idx
+
+
+def read_csv(path: Path, column: str | None = None) -> ListFile:
+    """CSV with a header: a value column (named, or detected) plus optional id/category columns.
+
+    CSV has no comment syntax: a row whose first field starts with ``#`` is a data row like any other
+    (skipping it could drop a listed value). Only blank lines, which hold no field, are skipped.
+    """
+    lines = list(_text_lines(path))
+    body = [(n, t) for n, t in lines if t.strip()]
+    if not body:
+        return ListFile(path, "csv", [])
+    header_line, header_text = body[0]
+    header, idx, cat_idx = _csv_header(path, header_line, header_text, column)
     entries: list[Entry] = []
     for n, text in body[1:]:
         if text.count('"') % 2:
@@ -265,6 +273,10 @@ def read_tokens(path: Path, fmt: str = "auto", column: str | None = None) -> Tok
         raise ExpungeError("list file not found", path)
     if fmt == "auto":
         fmt = detect_format(path)
+    if fmt == "csv":
+        fast = _csv_tokens(path, column)
+        if fast is not None:
+            return fast
     if fmt not in ("plain", "pytx"):
         parsed = read_list(path, fmt, column)
         cats: dict[str, int] = {}
@@ -311,6 +323,48 @@ def read_tokens(path: Path, fmt: str = "auto", column: str | None = None) -> Tok
         )
     signal = mapped[0] if mapped else None
     return Tokens(path, "pytx", numbers, pc.list_element(parts, 1), signal, {})
+
+
+_ODD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _csv_tokens(path: Path, column: str | None) -> Tokens | None:
+    """A CSV list read by Arrow kernels: the daily re-import of a million-line partner file is not a
+    million ``csv.reader`` calls. Only files without a quote anywhere take this path (``read_csv``, the
+    reference, handles quoting); it keeps the reference's rules and errors line for line."""
+    text = _decoded_text(path)
+    if '"' in text or not text.isascii() or _ODD_CONTROL.search(text):
+        return None  # quoting, non-ASCII or odd whitespace: the reference reader decides
+    lines = pc.utf8_rtrim(pa.array(text.split("\n"), pa.string()), characters="\r")
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(zero_copy_only=False)
+    numbers = np.flatnonzero(~blank) + 1
+    if not len(numbers):
+        return Tokens(path, "csv", np.empty(0, dtype=np.int64), pa.array([], pa.string()), None, {})
+    header_line = int(numbers[0])
+    header, idx, cat_idx = _csv_header(path, header_line, lines[header_line - 1].as_py(), column)
+    numbers = numbers[1:]
+    body = lines.take(pa.array(numbers - 1))
+    parts = pc.split_pattern(body, ",")
+    counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+    wrong = np.flatnonzero(counts != len(header))
+    # Rows up to the first with a wrong field count are whole: an empty value among them comes first.
+    whole = parts.slice(0, int(wrong[0])) if len(wrong) else parts
+    tokens = pc.utf8_trim_whitespace(pc.list_element(whole, idx)) if len(whole) else pa.array([], pa.string())
+    empty = np.flatnonzero(pc.equal(pc.utf8_length(tokens), 0).to_numpy(zero_copy_only=False))
+    if len(empty):
+        raise ExpungeError("empty value in the hash column", path, f"line {int(numbers[empty[0]])}")
+    if len(wrong):
+        n = int(numbers[wrong[0]])
+        raise ExpungeError(
+            f"expected {len(header)} CSV fields, found {int(counts[wrong[0]])}", path, f"line {n}"
+        )
+    cats: dict[str, int] = {}
+    if cat_idx is not None and len(body):
+        category = pc.utf8_trim_whitespace(pc.list_element(parts, cat_idx))
+        named = category.filter(pc.greater(pc.utf8_length(category), 0))
+        for item in pc.value_counts(named).to_pylist():
+            cats[str(item["values"])] = int(item["counts"])
+    return Tokens(path, "csv", numbers.astype(np.int64), tokens, None, cats)
 
 
 _NIBBLE = np.full(256, 255, dtype=np.uint8)
