@@ -26,6 +26,9 @@ from expunge.proxy.query import open_query, query_parts
 from expunge.signals import get_signal
 
 MAX_LABEL = 100
+MAX_CATEGORY = 200
+#: Rich markup would be read from these where the holder's CLI prints a bank's source.
+_MARKUP = frozenset("[]\\")
 
 
 def answer_schema(width: int) -> pa.Schema:
@@ -70,10 +73,26 @@ class AnswerResult:
 
 
 def check_label(text: object, where: Path | str) -> str:
-    """A list or hotline label: short printable text (it is shown and stored on the holder's side)."""
-    if not isinstance(text, str) or not 0 < len(text) <= MAX_LABEL or not text.isprintable():
-        raise ExpungeError(f"a label must be 1 to {MAX_LABEL} printable characters", where)
+    """A list or hotline label: short printable text (it is shown and stored on the holder's side, and
+    the hotline's becomes a bank's source, printed by ``lists ls``: no markup brackets)."""
+    if (
+        not isinstance(text, str)
+        or not 0 < len(text) <= MAX_LABEL
+        or not text.isprintable()
+        or not _MARKUP.isdisjoint(text)
+    ):
+        raise ExpungeError(
+            f"a label must be 1 to {MAX_LABEL} printable characters, without brackets or backslashes",
+            where,
+        )
     return text
+
+
+def check_category(text: object) -> bool:
+    """A list's category as an answer may carry it: short printable text (no control, format or line
+    separator character: it is stored and may be shown on the holder's side). Both sides apply it, so
+    the hotline is refused a list the holder would refuse the answer of."""
+    return text is None or (isinstance(text, str) and len(text) <= MAX_CATEGORY and text.isprintable())
 
 
 def _load(spec: HotlineList, label: str, threshold: int | None) -> _Loaded:
@@ -99,9 +118,17 @@ def _load(spec: HotlineList, label: str, threshold: int | None) -> _Loaded:
         raise ExpungeError("the list holds no values (only comments, blank lines or a header?)", spec.path)
     categories = None
     if tokens.format == "csv" and tokens.categories:
-        categories = [e.category for e in read_list(spec.path, "csv").entries]
+        entries = read_list(spec.path, "csv").entries
+        categories = [e.category for e in entries]
         if len(categories) != len(values):  # pragma: no cover - one reader under both
             raise ExpungeError("list changed while it was read", spec.path)
+        bad = next((e.line for e in entries if not check_category(e.category)), None)
+        if bad is not None:
+            raise ExpungeError(
+                f"a category must be at most {MAX_CATEGORY} printable characters",
+                spec.path,
+                f"line {bad}",
+            )
     t = None
     if st.thresholded:  # --threshold applies to PDQ lists only
         t = st.default_threshold if threshold is None else threshold
@@ -174,6 +201,8 @@ def match(
     """Match a query package against ``lists`` and write the answer package to ``out``."""
     if not lists:
         raise ExpungeError("no lists given (use --list FILE:SIGNAL)")
+    if threshold is not None and not 0 <= threshold <= 128:
+        raise ExpungeError("a Hamming threshold must be between 0 and 128", "--threshold")
     check_label(source, "--source")
     pkg.check_out(out)
     opened = open_query(query, pubkey)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,9 @@ from expunge.errors import ExpungeError
 from expunge.lists.bank import import_list, load_info
 from expunge.matchers.exact import SortedSet
 from expunge.proxy import package as pkg
-from expunge.proxy.answer import answer_schema, check_label
+from expunge.proxy.answer import MAX_CATEGORY, answer_schema, check_category, check_label
 from expunge.proxy.query import open_query, query_parts
 from expunge.store import Store
-
-MAX_CATEGORY = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -69,8 +65,20 @@ def _checked_answer(answer: Path, pubkey: Path | None) -> pkg.Opened:
     lists = m.get("lists")
     if not isinstance(lists, list) or not all(isinstance(x, dict) for x in lists):
         raise ExpungeError("the answer's manifest lists no lists", where)
+    seen: set[str] = set()
     for x in lists:
-        check_label(x.get("label"), where)
+        label = check_label(x.get("label"), where)
+        if label in seen:
+            raise ExpungeError("the answer's manifest names a list twice", where)
+        seen.add(label)
+        signal, recipe, t = x.get("signal"), x.get("recipe"), x.get("threshold")
+        if not isinstance(signal, str) or not isinstance(recipe, str):
+            raise ExpungeError("malformed list entry in the answer's manifest", where)
+        p = pkg.part(signal, recipe, where)
+        in_range = isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= 128
+        ok = in_range if p.thresholded else t is None
+        if not ok:
+            raise ExpungeError(f"malformed threshold for a {p.key} list in the answer's manifest", where)
     return opened
 
 
@@ -93,9 +101,10 @@ def _stored_query(store: Store, answer: pkg.Opened, query: Path | None) -> pkg.O
 
 
 def _categories(cats: list[Any], where: Path, name: str) -> None:
-    for c in cats:
-        if c is not None and (not isinstance(c, str) or len(c) > MAX_CATEGORY or _CONTROL.search(c)):
-            raise ExpungeError("a malformed category in the answer", where, name)
+    if not all(check_category(c) for c in set(cats)):
+        raise ExpungeError(
+            f"a malformed category in the answer (at most {MAX_CATEGORY} printable characters)", where, name
+        )
 
 
 def _answer_parts(
@@ -115,7 +124,12 @@ def _answer_parts(
         seen.add(p)
         if p not in queried:
             raise ExpungeError(f"the answer holds {p.key} digests, which the query did not ask for", where)
-        table = pkg.read_table(where / p.file, answer_schema(p.width), where)
+        # At most one line per query digest and list: a manifest claiming more is refused unread.
+        n_lists = sum(1 for x in labels.values() if pkg.part(x["signal"], x["recipe"]).feature == p.feature)
+        rows = entry.get("rows")
+        if isinstance(rows, int) and rows > len(queried[p]) * n_lists:
+            raise ExpungeError("an answer part has more lines than the query has digests", where, p.file)
+        table = pkg.read_table(where / p.file, answer_schema(p.width), where, rows)
         values = pkg.fixed_values(table.column("value"), p.width, where, p.file)
         if table.column("bank").null_count:
             raise ExpungeError("an answer line names no list", where, p.file)
@@ -135,7 +149,7 @@ def _answer_parts(
             if dist.null_count:
                 raise ExpungeError("a PDQ answer line without a distance", where, p.file)
             d = dist.to_numpy()
-            limits = np.array([labels[b].get("threshold") or 0 for b in banks], dtype=np.int64)
+            limits = np.array([labels[b]["threshold"] for b in banks], dtype=np.int64)
             if len(d) and (d.min() < 0 or np.any(d > limits)):
                 raise ExpungeError("an answer line's distance exceeds its list's threshold", where, p.file)
         elif dist.null_count != len(dist):
@@ -198,6 +212,8 @@ def import_answer(
     name: str | None = None,
 ) -> AnswerImport:
     """Check ``answer`` whole, then record each of its parts as a bank version."""
+    if name is not None:
+        check_label(name, "--name")  # a bank name is printed as a label is (one line, no markup)
     opened = _checked_answer(answer, pubkey)
     stored = _stored_query(store, opened, query)
     parts = _answer_parts(opened, stored)
@@ -206,6 +222,7 @@ def import_answer(
     exported = int(record["exported_ns"])
     imports_path = pkg.imports_file(store)
     imports: dict[str, Any] = atomic.read_json(imports_path) if imports_path.is_file() else {}
+    answer_id = str(opened.manifest["answer_id"])
     for bank in names:
         origin = str(_list_file(store, bank).resolve())
         if store.bank_file(bank).is_file() and load_info(store, bank).origin != origin:
@@ -219,8 +236,14 @@ def import_answer(
                 " (give --name for a bank of its own)",
                 answer,
             )
+        if last is not None and answer_id != last["answer_id"] and answer_id in last.get("superseded", []):
+            # A replayed answer: its signature still holds, but a later one replaced it in this bank.
+            raise ExpungeError(
+                f"bank {bank!r} took this answer in before and a later one since; importing it again would"
+                " undo the later one (give --name for a bank of its own)",
+                answer,
+            )
     hotline = str(opened.manifest["hotline"])
-    answer_id = str(opened.manifest["answer_id"])
     results: list[BankResult] = []
     for bank, (p, values, cats) in zip(names, parts, strict=True):
         path = _list_file(store, bank)
@@ -238,10 +261,15 @@ def import_answer(
             0 if p.thresholded else None,
             allow_empty=True,
         )
+        last = imports.get(bank)
+        superseded = list(last.get("superseded", [])) if last is not None else []
+        if last is not None and last["answer_id"] != answer_id:
+            superseded.append(last["answer_id"])
         imports[bank] = {
             "exported_ns": exported,
             "query_id": opened.manifest["query_id"],
             "answer_id": answer_id,
+            "superseded": superseded,
         }
         results.append(BankResult(res.name, p.signal, p.recipe, res.count, res.version, res.unchanged))
     atomic.write_json(imports_path, imports, store.tmp)

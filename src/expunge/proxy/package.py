@@ -49,6 +49,8 @@ FORMAT_VERSION = 1
 MATCHERS = ("exact", "hamming")
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: A manifest lists a few files; anything larger is not one (and is not read into memory).
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 def new_id() -> str:
@@ -157,14 +159,26 @@ def write_table(path: Path, table: pa.Table) -> None:
     )
 
 
-def read_table(path: Path, schema: pa.Schema, where: Path) -> pa.Table:
-    """A package's parquet file, refused unless it has exactly ``schema``."""
+_ROWS = "a parquet file's rows or metadata are not what the manifest says"
+
+
+def read_table(path: Path, schema: pa.Schema, where: Path, rows: object) -> pa.Table:
+    """A package's parquet file, refused unless it has exactly ``schema``, no key-value metadata (a
+    package carries nothing its format does not name) and the ``rows`` its manifest says; the footer
+    is checked before any column is read, so a file claiming more rows is not loaded."""
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise ExpungeError("malformed row count in the manifest", where, path.name)
     try:
+        meta = pq.read_metadata(path)
+        if meta.metadata or meta.num_rows != rows:
+            raise ExpungeError(_ROWS, where, path.name)
         table = pq.read_table(path)
     except (OSError, pa.ArrowException):
         raise ExpungeError("unreadable parquet file in the package", where, path.name) from None
     if not table.schema.equals(schema, check_metadata=False):
         raise ExpungeError("unexpected columns in the package's parquet file", where, path.name)
+    if table.num_rows != rows:
+        raise ExpungeError(_ROWS, where, path.name)
     return table
 
 
@@ -267,10 +281,12 @@ def _load_manifest(folder: Path, name: str, fmt: str) -> tuple[dict[str, Any], b
         raise ExpungeError("not a folder", folder)
     if not path.is_file() or path.is_symlink():
         raise ExpungeError(f"not a proxy package (no {name})", folder)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ExpungeError("the manifest is too large to be one", path)
     data = path.read_bytes()
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ExpungeError("the manifest is not valid JSON", path) from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         raise ExpungeError(f"not an {fmt} manifest", path)
@@ -285,6 +301,9 @@ def open_package(folder: Path, name: str, fmt: str, pubkey: Path | None) -> Open
     manifest lists, with their SHA-256 and size. Any difference refuses the whole package."""
     manifest, data = _load_manifest(folder, name, fmt)
     sig = folder / (name + SIG_SUFFIX)
+    # Nothing outside the folder is read as part of the package: a link anywhere in it is refused.
+    if any(p.is_symlink() for p in folder.iterdir()):
+        raise ExpungeError("a symbolic link in the package; refusing to follow it", folder)
     signed = False
     if pubkey is not None:
         if not sig.is_file():

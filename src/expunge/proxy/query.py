@@ -3,8 +3,9 @@
 The values come from the store's index (the index stage has computed them; the dataset is not read
 again): per signal and recipe, every digest any row (or image member) has, once, in byte order. No
 shard, row, URL, caption or sample key goes in; the manifest names the signals, their counts, the tool
-version and the store's dataset id. PDQ hashes below the quality floor are left out: the holder's
-clean never matches them, so asking about them would only tell the hotline more.
+version and the dataset's id (keyed by the store's secret: no path or folder name). PDQ hashes below
+the quality floor are left out: the holder's clean never matches them, so asking about them would only
+tell the hotline more.
 
 A copy of the package stays in the store (``proxy/ID/``): the answer is later checked against it, so
 an answer can only name digests this store asked about.
@@ -12,6 +13,8 @@ an answer can only name digests this store asked about.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import shutil
 import time
 from collections.abc import Iterator
@@ -68,6 +71,13 @@ def _shard_values(store: Store, ds: DatasetView, shard: str, p: pkg.Part, floor:
     yield values[valid]
 
 
+def query_dataset_id(store: Store, ds: DatasetView) -> str:
+    """The dataset's id as a query names it: keyed by the store's secret. The store's own id is the
+    folder name and a hash of the absolute path, which a hotline could test guessed paths against
+    (user names, mount points); this one is stable for one store and dataset, and says nothing else."""
+    return hmac.new(store.key(), f"proxy-dataset:{ds.id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def collect(store: Store, ds: DatasetView, p: pkg.Part, floor: int) -> np.ndarray:
     """Every distinct value of one part across the dataset's shards, in byte order."""
     chunks: list[np.ndarray] = []
@@ -110,7 +120,7 @@ def export_query(
             "format": pkg.QUERY_FORMAT,
             "format_version": pkg.FORMAT_VERSION,
             "package_id": package_id,
-            "dataset_id": ds.id,
+            "dataset_id": query_dataset_id(store, ds),
             "tool_version": __version__,
             "signals": entries,
         }
@@ -148,7 +158,7 @@ def query_parts(opened: pkg.Opened) -> Iterator[tuple[pkg.Part, np.ndarray]]:
     where = opened.folder
     for entry in opened.manifest["signals"]:
         p = pkg.entry_part(entry, where / pkg.QUERY_MANIFEST)
-        table = pkg.read_table(where / p.file, value_schema(p.width), where)
+        table = pkg.read_table(where / p.file, value_schema(p.width), where, entry.get("count"))
         values = pkg.fixed_values(table.column("value"), p.width, where, p.file)
         if len(values) != entry.get("count") or not pkg.is_sorted_unique(values):
             raise ExpungeError("a query part's values are not what its manifest says", where, p.file)
