@@ -33,6 +33,7 @@ The figures are printed as a table with their targets; ``--results FILE`` also k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime as dt
 import hashlib
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +59,36 @@ import pyarrow.parquet as pq
 
 URL_COLUMN = "URL"  # what expunge.synth writes
 DIGEST_WIDTH = 16  # MD5
-ROUND_STEPS = ("a", "b", "c", "d", "e", "f", "a_small")  # repeated --repeat times, in this order
-ONCE_STEPS = ("canon",)  # repeats internally
+LAYOUTS = ("every", "one")
+# Steps of each layout, repeated --repeat times in this order (a_small closes every round).
+LAYOUT_STEPS = {
+    "every": ("a", "b", "c", "d", "e", "f", "update"),
+    "one": ("a.one", "d.one", "e.one", "update.one"),
+}
+ROUND_STEPS = (*LAYOUT_STEPS["every"], *LAYOUT_STEPS["one"], "a_small")
+ONCE_STEPS = ("canon", "cli_start")  # repeat internally
 STEP_TITLES = {
     "a": "(a) first clean, raw-recipe url_md5 bank",
     "b": "(b) first clean, canonical-recipe url_md5 bank",
     "c": "(c) re-match after +100k hashes",
     "canon": "canonicalize_array, one shard, one process",
+    "cli_start": "CLI start, --help / clean --help (best of 5)",
     "d": "(d) DuckDB, one COPY statement",
     "e": "(e) floor: read URL column + hashlib md5",
     "f": "(f) reference: pyarrow rewrite of every shard",
+    "update": "update: the same clean command after +100k non-matching hashes",
+    "a.one": "(a) first clean, hits in one shard",
+    "d.one": "(d) DuckDB, hits in one shard",
+    "e.one": "(e) floor, one-shard layout's data",
+    "update.one": "update, hits in one shard",
     "a_small": "(a) at the small row count",
 }
+# Which dataset, list file and first-run folders each layout uses (see ``prepare``).
+LAYOUT_DATA = {
+    "every": {"dataset": "main", "list": "raw", "first": "a"},
+    "one": {"dataset": "one", "list": "one_raw", "first": "a_one"},
+}
+CLI_REPEATS = 5
 GROWTH = 100_000  # hashes added to the bank before (c)
 CANON_REPEATS = 3
 MIB = 1024 * 1024
@@ -261,6 +280,238 @@ class DirWatch:
 
 
 # --------------------------------------------------------------------------------------------------
+# The command a user runs: `expunge clean` as a process, and the daily update of its list.
+
+QUARANTINE_FREE = r"^https?://[^/]+\.[^/]+/"  # rows matching this are never quarantined (raw recipe)
+
+
+def clean_command(dataset: Path, list_path: Path, store: Path, out: Path, workers: int) -> list[str]:
+    """``expunge clean DATASET --list FILE:url_md5 --store STORE --out OUT --workers N``, through the
+    interpreter running this script (a pyenv shim in front of a console script costs its own start-up)."""
+    return [
+        *[sys.executable, "-m", "expunge.cli", "clean", str(dataset)],
+        *["--list", f"{list_path}:url_md5", "--store", str(store), "--out", str(out)],
+        *["--workers", str(workers)],
+    ]
+
+
+def _tree_memory(monitor: StepMonitor) -> dict[str, Any]:
+    """Peak RSS of a command run as a child: the command's own process (depth 1) and the largest
+    process it started (forkserver, resource tracker, pool workers), each its own ``VmHWM``."""
+    main = [kib for depth, kib in monitor.peaks.values() if depth == 1]
+    children = [kib for depth, kib in monitor.peaks.values() if depth >= 2]
+    return {
+        "main_mib": max(main, default=0) / 1024,
+        "workers_max_mib": max(children, default=0) / 1024,
+        "workers_seen": len(children),
+        "helpers_max_mib": 0.0,
+        "peak_mib": max(main + children, default=0) / 1024,
+    }
+
+
+def run_process(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run one command as a process, timed end to end (interpreter start to exit), with its memory.
+
+    CPU of the command's tree is what the kernel charged to reaped children (``os.times``), which
+    covers the pool workers once their parents waited for them; the monitor's estimate is the floor.
+    """
+    before = os.times()
+    with StepMonitor() as monitor:
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"{' '.join(cmd[:5])} ... took longer than {timeout:.0f} s") from exc
+        seconds = time.perf_counter() - started
+    after = os.times()
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    cpu = dict(monitor.result)
+    reaped = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if reaped > cpu["own_cpu_s"]:
+        cpu["other_cpu_s"] = max(0.0, cpu["other_cpu_s"] - (reaped - cpu["own_cpu_s"]))
+        cpu["own_cpu_s"] = reaped
+        cpu["other_cores"] = cpu["other_cpu_s"] / cpu["wall"]
+    return {"seconds": seconds, "memory": _tree_memory(monitor), "cpu": cpu}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file below ``folder``: inode, mtime (ns) and size. A rewrite (temp file renamed into
+    place) changes the inode; a file left alone keeps all three."""
+    found: dict[str, tuple[int, int, int]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            found[path.relative_to(folder).as_posix()] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _manifest_files(out: Path) -> dict[str, Any]:
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    return {f["path"]: f for f in manifest.get("files", [])}
+
+
+def compare_releases(mine: Path, reference: Path, shard_names: list[str]) -> dict[str, Any]:
+    """Shard-for-shard byte comparison of two releases; other files are listed when they differ
+    (the manifest, summary and report name the run and its bank versions, so they may)."""
+    import filecmp
+
+    differing = [n for n in shard_names if not filecmp.cmp(mine / n, reference / n, shallow=False)]
+    others = sorted(
+        p.name
+        for p in mine.iterdir()
+        if p.is_file()
+        and p.name not in shard_names
+        and (not (reference / p.name).is_file() or not filecmp.cmp(p, reference / p.name, shallow=False))
+    )
+    return {
+        "shards_compared": len(shard_names),
+        "shards_differing": differing,
+        "other_files_differing": others,
+    }
+
+
+@contextlib.contextmanager
+def grown_list(path: Path, growth: Path) -> Iterator[None]:
+    """The list file as a hotline's next daily file: the same path and name, the previous lines plus
+    the new ones (the bank is the file, so this makes its next version). The original file comes back
+    afterwards, so the next round's first run reads what the first round's did."""
+    keep = path.with_name(path.name + ".before-update")
+    grown = path.with_name(path.name + ".grown")
+    shutil.copyfile(path, grown)
+    with open(grown, "ab") as fh:
+        fh.write(growth.read_bytes())
+    keep.unlink(missing_ok=True)
+    os.link(path, keep)
+    os.replace(grown, path)
+    try:
+        yield
+    finally:
+        os.replace(keep, path)
+
+
+def write_growth(path: Path, count: int, seed: int) -> Path:
+    """``count`` random MD5-sized values, one hex line each, to be appended to a list file: values
+    no generated URL hashes to (a collision among 2^128 values is not a practical concern)."""
+    from expunge.demo import synth
+
+    raw = synth.random_digests(count, DIGEST_WIDTH, seed=seed).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(raw[i : i + DIGEST_WIDTH].hex() + "\n" for i in range(0, len(raw), DIGEST_WIDTH)))
+    return path
+
+
+def update_release(
+    *,
+    dataset: Path,
+    list_path: Path,
+    store: Path,
+    out: Path,
+    growth: Path,
+    workers: int,
+    shard_names: list[str],
+    scratch: Path,
+    timeout: float,
+) -> dict[str, Any]:
+    """Append ``growth`` to the list file, run the first run's very command again as a process (timed),
+    and check what it did: which files of OUT it replaced, how the manifest's entries changed, and that
+    the release equals, shard for shard, a run from scratch with the grown list (a fresh store holding
+    the same key; not timed)."""
+    cmd = clean_command(dataset, list_path, store, out, workers)
+    manifest_before, before = _manifest_files(out), snapshot(out)
+    fresh_store, fresh_out = scratch / "store", scratch / "out"
+    with grown_list(list_path, growth):
+        run = run_process(cmd, timeout)
+        after, manifest_after = snapshot(out), _manifest_files(out)
+        summary = json.loads((out / "summary.json").read_text())
+        stages = _ledger_stages(store, "clean")
+        _fresh(fresh_store, fresh_out)
+        fresh_store.mkdir(parents=True)
+        shutil.copy2(store / "key", fresh_store / "key")
+        fresh = run_process(clean_command(dataset, list_path, fresh_store, fresh_out, workers), timeout)
+        same = compare_releases(out, fresh_out, shard_names)
+        fresh_summary = json.loads((fresh_out / "summary.json").read_text())
+    _fresh(scratch)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    shard_set = set(shard_names)
+    entries = sorted(
+        k
+        for k in manifest_before.keys() | manifest_after.keys()
+        if k in shard_set and manifest_before.get(k) != manifest_after.get(k)
+    )
+    return {
+        "seconds": run["seconds"],
+        "command": " ".join(cmd),
+        "list_lines_added": sum(1 for _ in growth.open("rb")),
+        "rows_removed": summary["rows_removed"],
+        "rows_quarantined": summary["rows_quarantined"],
+        # The summary describes the release (shards that differ from their source), not this run's writes.
+        "shards_differing_from_source": summary["shards_rewritten"],
+        "shards_replaced": [k for k in changed if k in shard_set],
+        "other_files_replaced": [k for k in changed if k not in shard_set],
+        "manifest_shard_entries_changed": entries,
+        "stages": stages,
+        "outside_stages_seconds": run["seconds"] - sum(s["seconds"] for s in stages.values()),
+        "from_scratch": {
+            "seconds": fresh["seconds"],
+            "rows_removed": fresh_summary["rows_removed"],
+            **same,
+        },
+        "identical_to_from_scratch": not same["shards_differing"],
+        "memory": run["memory"],
+        "cpu": run["cpu"],
+    }
+
+
+def valid_url_mask(urls: pa.Array) -> np.ndarray:
+    """Rows whose URL is never quarantined under the raw recipe (scheme, a dotted host, a path)."""
+    mask = pc.fill_null(pc.match_substring_regex(urls, QUARANTINE_FREE), False)
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def pick_digests(shards: list[str], planted: int) -> np.ndarray:
+    """MD5s of ``planted`` distinct URLs spread evenly over ``shards`` (evenly spaced within each):
+    the rows a bank built from them must remove."""
+    per_shard = [planted // len(shards) + (1 if i < planted % len(shards) else 0) for i in range(len(shards))]
+    values: list[bytes] = []
+    for shard, k in zip(shards, per_shard, strict=True):
+        if not k:
+            continue
+        urls = pq.read_table(shard, columns=[URL_COLUMN]).column(0).combine_chunks()
+        rows = np.flatnonzero(valid_url_mask(urls))
+        chosen = rows[:: max(1, len(rows) // k)][:k]
+        values.extend(urls.take(pa.array(chosen)).cast(pa.binary()).to_pylist())
+    digests = _digests_of(values)
+    if len(np.unique(digests)) != planted:
+        raise BenchError("the planted URLs are not distinct")
+    return digests
+
+
+def _strip_task(job: tuple[str, str]) -> int:
+    """Copy one shard without the rows expunge would quarantine, keeping its row groups and codec."""
+    src, dst = job
+    pf = pq.ParquetFile(src)
+    table = pf.read()
+    size = pf.metadata.row_group(0).num_rows if pf.metadata.num_row_groups else 10_000
+    kept = table.filter(pa.array(valid_url_mask(table.column(URL_COLUMN))))
+    pq.write_table(kept, dst, row_group_size=size, compression="zstd")
+    return int(kept.num_rows)
+
+
+def one_shard_layout(shards: list[str], dst: Path, workers: int) -> list[Path]:
+    """The realistic layout: every shard but the first loses its quarantine cases, so that a bank
+    whose hits all lie in the first shard leaves the others untouched (hard-linked, not rewritten).
+    The first shard is copied as it is. Built once, untimed."""
+    dst.mkdir(parents=True, exist_ok=True)
+    first = dst / Path(shards[0]).name
+    shutil.copyfile(shards[0], first)
+    jobs = [(s, str(dst / Path(s).name)) for s in shards[1:]]
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
+        list(pool.imap_unordered(_strip_task, jobs, chunksize=1))
+    return [first, *(Path(j[1]) for j in jobs)]
+
+
+# --------------------------------------------------------------------------------------------------
 # Steps. Each runs in its own subprocess, reads plan.json and returns a JSON-able dict.
 
 
@@ -327,6 +578,10 @@ def step_b(plan: dict[str, Any]) -> dict[str, Any]:
 
 def step_a_small(plan: dict[str, Any]) -> dict[str, Any]:
     return _step_clean(plan, "small", "small_raw", "raw", "a_small")
+
+
+def step_a_one(plan: dict[str, Any]) -> dict[str, Any]:
+    return _step_clean(plan, "one", "one_raw", "raw", "a_one")
 
 
 def step_c(plan: dict[str, Any]) -> dict[str, Any]:
@@ -420,19 +675,20 @@ def _sql_str(path: str | Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def step_d(plan: dict[str, Any]) -> dict[str, Any]:
+def step_d(plan: dict[str, Any], layout: str = "every") -> dict[str, Any]:
     """DuckDB baseline: load the list as a table (timed apart), then ONE ``COPY`` does the whole job."""
     import duckdb
 
     work = Path(plan["workdir"])
-    out = work / "out_d"
+    spec = LAYOUT_DATA[layout]
+    out = work / ("out_d" if layout == "every" else f"out_d_{layout}")
     _fresh(out)
-    data = plan["datasets"]["main"]
+    data = plan["datasets"][spec["dataset"]]
     con = duckdb.connect(config={"threads": plan["workers"]})
     started = time.perf_counter()
     con.execute(
         "CREATE TABLE bank AS SELECT h FROM read_csv("
-        f"{_sql_str(plan['lists']['raw'])}, header=false, comment='#', columns={{'h': 'VARCHAR'}})"
+        f"{_sql_str(plan['lists'][spec['list']])}, header=false, comment='#', columns={{'h': 'VARCHAR'}})"
     )
     load_seconds = time.perf_counter() - started
     bank_rows = con.execute("SELECT count(*) FROM bank").fetchone()
@@ -508,8 +764,8 @@ def _pool_step(
     return {"seconds": seconds, "count": count, "memory": _memory_report(monitor), "cpu": monitor.result}
 
 
-def step_e(plan: dict[str, Any]) -> dict[str, Any]:
-    jobs = [(s, URL_COLUMN) for s in plan["datasets"]["main"]["shards"]]
+def step_e(plan: dict[str, Any], layout: str = "every") -> dict[str, Any]:
+    jobs = [(s, URL_COLUMN) for s in plan["datasets"][LAYOUT_DATA[layout]["dataset"]]["shards"]]
     return _pool_step(_floor_task, jobs, plan["workers"])
 
 
@@ -521,14 +777,75 @@ def step_f(plan: dict[str, Any]) -> dict[str, Any]:
     return _pool_step(_rewrite_task, jobs, plan["workers"])
 
 
+def step_update(plan: dict[str, Any], layout: str = "every") -> dict[str, Any]:
+    """The daily update: the list file gains non-matching hashes, the same command runs again.
+
+    It runs on the first run's own store and ``--out``, not on copies of them: a bank is the list
+    file's absolute path (another path is another bank) and a release's private state is keyed by
+    OUT's resolved path (another folder is a new release), so a copy elsewhere would measure a first
+    run, not an update. Every round's first run starts from nothing, so nothing carries over.
+    """
+    spec = LAYOUT_DATA[layout]
+    work = Path(plan["workdir"])
+    store, out = work / f"store_{spec['first']}", work / f"out_{spec['first']}"
+    if not (store / "runs").is_dir() or not (out / "MANIFEST.json").is_file():
+        raise BenchError(f"the update of layout {layout} needs the store and release of its first run")
+    data = plan["datasets"][spec["dataset"]]
+    return update_release(
+        dataset=Path(data["dir"]),
+        list_path=Path(plan["lists"][spec["list"]]),
+        store=store,
+        out=out,
+        growth=Path(plan["lists"]["growth"]),
+        workers=plan["workers"],
+        shard_names=[Path(s).name for s in data["shards"]],
+        scratch=work / f"verify_{layout}",
+        timeout=float(plan.get("timeout", 1800.0)),
+    )
+
+
+def step_cli_start(plan: dict[str, Any]) -> dict[str, Any]:
+    """Wall time of the CLI's help screens as a process (best of ``CLI_REPEATS``), and of a bare
+    interpreter for scale: what every command pays before it does any work."""
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "expunge --help": [sys.executable, "-m", "expunge.cli", "--help"],
+        "expunge clean --help": [sys.executable, "-m", "expunge.cli", "clean", "--help"],
+    }
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    with StepMonitor() as monitor:
+        for _ in range(CLI_REPEATS):
+            for label, cmd in commands.items():
+                started = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, check=False)
+                times[label].append(time.perf_counter() - started)
+                if proc.returncode != 0:
+                    raise BenchError(f"{label} exited {proc.returncode}: {proc.stderr[-2000:]!r}")
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "seconds": max(best["expunge --help"], best["expunge clean --help"]),
+        "best": best,
+        "all": times,
+        "python": sys.executable,
+        "memory": _memory_report(monitor),
+        "cpu": monitor.result,
+    }
+
+
 STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "a": step_a,
     "b": step_b,
     "c": step_c,
     "canon": step_canon,
+    "cli_start": step_cli_start,
     "d": step_d,
     "e": step_e,
     "f": step_f,
+    "update": step_update,
+    "a.one": step_a_one,
+    "d.one": lambda plan: step_d(plan, "one"),
+    "e.one": lambda plan: step_e(plan, "one"),
+    "update.one": lambda plan: step_update(plan, "one"),
     "a_small": step_a_small,
 }
 
@@ -579,7 +896,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from expunge.demo import synth
 
     lists_dir = work / "lists"
-    for sub in ("grown", "small"):
+    for sub in ("grown", "small", "one"):
         (lists_dir / sub).mkdir(parents=True)
     _log(f"generating {args.rows:,} rows in {args.shards} shards ...")
     main_info, ds = _generate(work / "data", args.rows, args.shards, args.planted, args.seed)
@@ -594,7 +911,26 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         # Same file name in another folder: the same bank name, a newer version of the list.
         "raw_grown": synth.write_digest_list(lists_dir / "grown" / "bank_raw.txt", grown, "plain"),
     }
+    lists["growth"] = write_growth(lists_dir / "growth.txt", GROWTH, seed=args.seed + 2)
     datasets = {"main": main_info}
+    if "one" in args.layouts:
+        _log("one-shard layout: the first shard as it is, the others without their quarantine cases ...")
+        started = time.perf_counter()
+        one_shards = one_shard_layout(main_info["shards"], work / "data_one", args.workers)
+        picks = pick_digests([str(one_shards[0])], args.planted)
+        one_bank = _bank(random, picks, args.seed)
+        lists["one_raw"] = synth.write_digest_list(lists_dir / "one" / "bank_raw.txt", one_bank, "plain")
+        first_urls = pq.read_table(one_shards[0], columns=[URL_COLUMN]).column(0)
+        datasets["one"] = {
+            "dir": str(work / "data_one"),
+            "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in one_shards),
+            "shards": [str(p) for p in one_shards],
+            "planted": args.planted,
+            "quarantine_rows": int(len(first_urls) - valid_url_mask(first_urls.combine_chunks()).sum()),
+            "bytes": sum(p.stat().st_size for p in one_shards),
+            "generate_seconds": time.perf_counter() - started,
+        }
+        _log(f"  {datasets['one']['rows']:,} rows in {datasets['one']['generate_seconds']:.1f} s")
     if args.small_rows:
         _log(f"generating {args.small_rows:,} rows in {args.shards} shards ...")
         small_info, small = _generate(
@@ -609,6 +945,8 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "planted": args.planted,
         "bank_size": args.bank,
         "bank_name": "bank_raw",
+        "layouts": list(args.layouts),
+        "timeout": args.timeout,
         "datasets": datasets,
         "lists": {k: str(v) for k, v in lists.items()},
     }
@@ -728,16 +1066,32 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den if num is not None and den else None
 
 
-def evaluate(plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def _curve_target(curve: dict[str, Any] | None) -> dict[str, Any] | None:
+    """bench_curve.py's judgement of the update against the first run at its largest size."""
+    for row in (curve or {}).get("targets", []):
+        if row.get("key") == "update_vs_first_at_largest":
+            return dict(row)
+    return None
+
+
+def evaluate(
+    plan: dict[str, Any], r: dict[str, dict[str, Any]], curve: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Figures with their targets, and the list of failed correctness checks (over every round)."""
     secs = {k: v["seconds"] for k, v in r.items() if "seconds" in v}
-    planted = plan["planted"]
     rows: list[dict[str, Any]] = []
 
     def add(label: str, value: float | None, unit: str, target: str = "", ok: bool | None = None) -> None:
         rows.append({"figure": label, "value": value, "unit": unit, "target": target, "met": ok})
 
-    for key in ("a", "b", "c", "d", "e", "f", "a_small"):
+    def at_most(label: str, value: float | None, limit: float, unit: str = "x", shown: str = "") -> None:
+        add(label, value, unit, shown or f"<= {limit:g}", None if value is None else value <= limit)
+
+    def at_least(label: str, value: float | None, limit: float, strict: bool = False) -> None:
+        ok = None if value is None else (value > limit if strict else value >= limit)
+        add(label, value, "x", f"{'>' if strict else '>='} {limit:g}", ok)
+
+    for key in ROUND_STEPS:
         if key in secs:
             add(STEP_TITLES[key], secs[key], "s")
     if "a" in r:
@@ -746,19 +1100,49 @@ def evaluate(plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> tuple[list[d
         add("(d) loading the list into DuckDB (not in (d))", r["d"]["load_seconds"], "s")
     if "c" in r:
         add("(c) re-import of the grown list (not in (c))", r["c"]["import_seconds"], "s")
-    ae = _ratio(secs.get("a"), secs.get("e"))
-    add("(a)/(e)", ae, "x", "<= 1.5", None if ae is None else ae <= 1.5)
-    da = _ratio(secs.get("d"), secs.get("a"))
-    add("(d)/(a)", da, "x", ">= 2", None if da is None else da >= 2)
-    ca = _ratio(secs.get("c"), secs.get("a"))
-    add("(c)/(a)", ca, "x", "<= 0.05", None if ca is None else ca <= 0.05)
-    add("(a)/(f) (reference, no target)", _ratio(secs.get("a"), secs.get("f")), "x")
+
+    if "a" in secs:  # hits in every shard
+        add("every shard: (a)/(e) (reference, no target)", _ratio(secs.get("a"), secs.get("e")), "x")
+        add("every shard: (a)/(f) (reference, no target)", _ratio(secs.get("a"), secs.get("f")), "x")
+        ef = secs["e"] + secs["f"] if "e" in secs and "f" in secs else None
+        at_most("every shard: (a)/((e)+(f))", _ratio(secs["a"], ef), 1.3)
+        at_least(
+            "every shard: (d)/(a), faster than DuckDB", _ratio(secs.get("d"), secs["a"]), 1.0, strict=True
+        )
+        at_most("(c)/(a)", _ratio(secs.get("c"), secs["a"]), 0.05)
+        add("every shard: update/(a) (reference, no target)", _ratio(secs.get("update"), secs["a"]), "x")
+    if "a.one" in secs:  # hits in one shard
+        at_most("one shard: (a)/(e)", _ratio(secs["a.one"], secs.get("e.one")), 1.5)
+        at_least("one shard: (d)/(a)", _ratio(secs.get("d.one"), secs["a.one"]), 2.0)
+        add(
+            "one shard: update/(a) (reference, no target)", _ratio(secs.get("update.one"), secs["a.one"]), "x"
+        )
+    judged = _curve_target(curve)
+    if judged is not None:
+        add(
+            f"update/first run at {judged.get('rows', 0):,} rows (bench_curve)",
+            judged["value"],
+            "x",
+            judged.get("target", "<= 0.1"),
+            judged.get("met"),
+        )
+    else:
+        add("update/first run at 20M rows (bench_curve.py; give --curve)", None, "x", "<= 0.1")
+    if "cli_start" in r:
+        best = r["cli_start"]["best"]
+        add("bare interpreter start (python -c pass), for scale", best["python -c pass"], "s")
+        at_most("CLI start: expunge --help", best["expunge --help"], 0.5, "s", "< 0.5 s")
+        at_most("CLI start: expunge clean --help", best["expunge clean --help"], 0.5, "s", "< 0.5 s")
+
     # The same ratios in CPU-seconds of each step's process tree: far less sensitive to neighbours on
     # a shared machine than wall time, though blind to idle cores (a serial phase costs no extra CPU).
     cpu = {k: v["min_own_cpu"] for k, v in r.items() if "min_own_cpu" in v and "seconds" in v}
     add("cross-check: (a)/(e) in CPU-seconds", _ratio(cpu.get("a"), cpu.get("e")), "x")
     add("cross-check: (d)/(a) in CPU-seconds", _ratio(cpu.get("d"), cpu.get("a")), "x")
     add("cross-check: (c)/(a) in CPU-seconds", _ratio(cpu.get("c"), cpu.get("a")), "x")
+    if "a.one" in cpu:
+        add("cross-check: one shard (a)/(e) in CPU-seconds", _ratio(cpu["a.one"], cpu.get("e.one")), "x")
+        add("cross-check: one shard (d)/(a) in CPU-seconds", _ratio(cpu.get("d.one"), cpu["a.one"]), "x")
     if "canon" in r:
         canon = r["canon"]
         rate = canon["urls_per_s"]
@@ -766,28 +1150,35 @@ def evaluate(plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> tuple[list[d
         add("  share of URLs on the fast path", canon["fast_path_share"] * 100, "%")
         add("  fast-path check alone, URLs/s", canon["fast_check_urls_per_s"], "URL/s")
         add("  slow path alone (non-fast URLs only), URLs/s", canon["slow_path_urls_per_s"], "URL/s")
-    for key, dataset in (("a", "main"), ("a_small", "small")):
+    for key, dataset in (("a", "main"), ("a.one", "one"), ("a_small", "small")):
         if key in r:
             n = plan["datasets"][dataset]["rows"]
             main_mib, workers_mib = r[key]["memory"]["main_mib"], r[key]["memory"]["workers_max_mib"]
-            add(f"peak RSS, process running (a), {n:,} rows", main_mib, "MiB", "<= 1024", main_mib <= 1024)
-            add(
-                f"peak RSS, largest worker of (a), {n:,} rows",
-                workers_mib,
-                "MiB",
-                "<= 1024",
-                workers_mib <= 1024,
-            )
+            at_most(f"peak RSS, process running {key}, {n:,} rows", main_mib, 1024, "MiB")
+            at_most(f"peak RSS, largest worker of {key}, {n:,} rows", workers_mib, 1024, "MiB")
+    for key in ("update", "update.one"):
+        if key in r:
+            at_most(f"peak RSS, largest process of {key}", r[key]["memory"]["peak_mib"], 1024, "MiB")
 
+    return rows, _failures(plan, r)
+
+
+def _failures(plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> list[str]:
+    """Correctness over every round: what each step removed, rewrote, re-read or published."""
+    planted = plan["planted"]
     failures: list[str] = []
     main = plan["datasets"]["main"]
-    for key in ("a", "b", "a_small"):
+    for key in ("a", "b", "a.one", "a_small"):
         for run in r.get(key, {}).get("rounds", []):
             if run["rows_removed"] != planted:
                 failures.append(f"({key}) removed {run['rows_removed']} rows, expected {planted}")
-    for run in r.get("d", {}).get("rounds", []):
-        if run["rows_dropped"] != planted:
-            failures.append(f"(d) dropped {run['rows_dropped']} rows, expected {planted}")
+    for run in r.get("a.one", {}).get("rounds", []):
+        if run["shards_rewritten"] != 1:
+            failures.append(f"(a.one) rewrote {run['shards_rewritten']} shards, expected 1")
+    for key in ("d", "d.one"):
+        for run in r.get(key, {}).get("rounds", []):
+            if run["rows_dropped"] != planted:
+                failures.append(f"({key}) dropped {run['rows_dropped']} rows, expected {planted}")
     first = Path(main["shards"][0]).name
     for run in r.get("c", {}).get("rounds", []):
         if run["rows_matched"] != planted:
@@ -797,13 +1188,36 @@ def evaluate(plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> tuple[list[d
         reindexed = run["stages"].get("index", {}).get("shards_run")
         if ev["overflow"] or set(ev["files"]) - {first} or reindexed != 0:
             failures.append(f"(c) re-read the dataset: index ran on {reindexed} shards, file events {ev}")
-    for run in r.get("e", {}).get("rounds", []):
-        if not main["rows"] - main["quarantine_rows"] <= run["count"] <= main["rows"]:  # nulls are skipped
-            failures.append(f"(e) hashed {run['count']} URLs")
+    for key, dataset in (("e", "main"), ("e.one", "one")):
+        data = plan["datasets"].get(dataset)
+        for run in r.get(key, {}).get("rounds", []):
+            if not data["rows"] - data["quarantine_rows"] <= run["count"] <= data["rows"]:  # nulls skipped
+                failures.append(f"({key}) hashed {run['count']} URLs")
     for run in r.get("f", {}).get("rounds", []):
         if run["count"] != main["rows"]:
             failures.append(f"(f) rewrote {run['count']} rows")
-    return rows, failures
+    for key in ("update", "update.one"):
+        for run in r.get(key, {}).get("rounds", []):
+            failures.extend(f"({key}) {problem}" for problem in update_problems(run, planted))
+    return failures
+
+
+def update_problems(run: dict[str, Any], planted: int) -> list[str]:
+    """What a non-matching list update must not do: change what is removed, rewrite a shard, change a
+    shard's manifest entry, or publish anything but a from-scratch run's shards."""
+    problems = []
+    if run["rows_removed"] != planted or run["from_scratch"]["rows_removed"] != planted:
+        problems.append(
+            f"removed {run['rows_removed']} rows (from scratch {run['from_scratch']['rows_removed']}), "
+            f"expected {planted}"
+        )
+    if run["shards_replaced"]:
+        problems.append(f"rewrote shards {run['shards_replaced']}")
+    if run["manifest_shard_entries_changed"]:
+        problems.append(f"changed the manifest entries of {run['manifest_shard_entries_changed']}")
+    if not run["identical_to_from_scratch"]:
+        problems.append(f"differs from a from-scratch run in {run['from_scratch']['shards_differing']}")
+    return problems
 
 
 def _stage_sum(run: dict[str, Any]) -> float:
@@ -831,8 +1245,13 @@ def _mem(m: dict[str, Any]) -> str:
     )
 
 
-def print_report(meta: dict[str, Any], plan: dict[str, Any], r: dict[str, dict[str, Any]]) -> list[str]:
-    rows, failures = evaluate(plan, r)
+def print_report(
+    meta: dict[str, Any],
+    plan: dict[str, Any],
+    r: dict[str, dict[str, Any]],
+    curve: dict[str, Any] | None = None,
+) -> list[str]:
+    rows, failures = evaluate(plan, r, curve)
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     print(f"\nexpunge URL benchmark, {meta['date']}; {meta['cpu']}, {meta['cores']} cores; {versions}")
     print(f"command: {meta['command']}; expunge from {meta['expunge_source']}")
@@ -841,8 +1260,15 @@ def print_report(meta: dict[str, Any], plan: dict[str, Any], r: dict[str, dict[s
         f"data: {main['rows']:,} rows, {len(main['shards'])} shards, {main['bytes'] / MIB:,.0f} MiB zstd, "
         f"{main['quarantine_rows']:,} quarantine rows; bank {plan['bank_size']:,} MD5s incl. "
         f"{plan['planted']:,} planted; workers {plan['workers']}; best of {meta['repeat']} rounds; "
-        f"waited {meta.get('quiet_wait_seconds', 0.0):.0f} s in all for other processes to go quiet\n"
+        f"waited {meta.get('quiet_wait_seconds', 0.0):.0f} s in all for other processes to go quiet"
     )
+    if "one" in plan["datasets"]:
+        one = plan["datasets"]["one"]
+        print(
+            f"one-shard layout: {one['rows']:,} rows, {len(one['shards'])} shards; the first shard as "
+            f"generated, all {plan['planted']:,} planted hits in it; the others without quarantine cases"
+        )
+    print()
     width = max(len(row["figure"]) for row in rows) + 2
     print(f"{'figure':<{width}}{'value':>18}  {'target':>10}  met")
     for row in rows:
@@ -855,7 +1281,7 @@ def print_report(meta: dict[str, Any], plan: dict[str, Any], r: dict[str, dict[s
             step = r[key]
             runs = zip(step["all_seconds"], step["all_own_cpu"], step["all_other_cores"], strict=True)
             print(f"  {key:8} " + ", ".join(f"{s:.2f} s ({c:.1f}, {o:.2f})" for s, c, o in runs))
-    for key in ("a", "b", "a_small"):
+    for key in ("a", "b", "a.one", "a_small"):
         if key in r:
             run = r[key]
             stages = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in run["stages"].items())
@@ -872,6 +1298,16 @@ def print_report(meta: dict[str, Any], plan: dict[str, Any], r: dict[str, dict[s
             f"{c['import_seconds']:.2f} s; match {c['seconds']:.2f} s, modes {c['match_modes']}, "
             f"rows matched {c['rows_matched']}, dataset file events {c['dataset_file_events']}; "
             f"memory {_mem(c['memory'])}"
+        )
+    for key in ("update", "update.one"):
+        if key in r:
+            print("\n" + describe_update(key, r[key]))
+    if "cli_start" in r:
+        k = r["cli_start"]
+        print(
+            "\ncli_start (best of 5, wall): "
+            + ", ".join(f"{label} {best:.3f} s" for label, best in k["best"].items())
+            + f"; interpreter {k['python']}"
         )
     if "canon" in r:
         k = r["canon"]
@@ -894,6 +1330,25 @@ def print_report(meta: dict[str, Any], plan: dict[str, Any], r: dict[str, dict[s
     return failures
 
 
+def describe_update(label: str, u: dict[str, Any]) -> str:
+    """The update's record in a few lines: time, where it went, what it touched, how it was checked."""
+    stages = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in u["stages"].items())
+    scratch = u["from_scratch"]
+    others = ", ".join(scratch["other_files_differing"]) or "none"
+    return (
+        f"{label} (best round): {u['seconds']:.2f} s as a process, list +{u['list_lines_added']:,} lines; "
+        f"stages {stages}; outside the stages (start-up, list import, release files) "
+        f"{u['outside_stages_seconds']:.2f} s\n"
+        f"  shards replaced {u['shards_replaced'] or 'none'}; other files replaced "
+        f"{', '.join(u['other_files_replaced']) or 'none'}; manifest shard entries changed "
+        f"{u['manifest_shard_entries_changed'] or 'none'}; removed {u['rows_removed']}\n"
+        f"  from scratch with the grown list ({scratch['seconds']:.2f} s, not timed): "
+        f"{scratch['shards_compared'] - len(scratch['shards_differing'])} of {scratch['shards_compared']} "
+        f"shards byte-identical; other files differing: {others}\n"
+        f"  memory {_mem(u['memory'])}\n  command: {u['command']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--rows", type=int, default=5_000_000)
@@ -912,7 +1367,19 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet-wait",
         type=float,
         default=20.0,
-        help="seconds a step may wait for other processes to go quiet (0: never); 12 times that in all",
+        help="seconds a step may wait for other processes to go quiet (0: never); once per step in all",
+    )
+    p.add_argument(
+        "--layouts",
+        type=lambda text: tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip())),
+        default=LAYOUTS,
+        help="where the planted hits lie: every (spread over every shard), one (all in the first shard)",
+    )
+    p.add_argument(
+        "--curve",
+        type=Path,
+        default=None,
+        help="results JSON of bench_curve.py: its 20M-row update/first-run ratio is judged here too",
     )
     p.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -926,6 +1393,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("need 0 < --planted <= --bank and --rows, --repeat >= 1 and --shards >= 1")
     if args.small_rows and args.small_rows < args.planted:
         p.error("--small-rows must be at least --planted (or 0)")
+    if not args.layouts or set(args.layouts) - set(LAYOUTS):
+        p.error(f"--layouts takes a comma-separated choice of {', '.join(LAYOUTS)}")
 
     parent = args.workdir or Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
@@ -945,9 +1414,10 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         plan = prepare(work, args)
-        steps = [s for s in ROUND_STEPS if s != "a_small" or "small" in plan["datasets"]]
+        steps = [s for layout in LAYOUTS if layout in args.layouts for s in LAYOUT_STEPS[layout]]
+        steps += ["a_small"] if "small" in plan["datasets"] else []
         rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in (*steps, *ONCE_STEPS)}
-        gate = QuietGate(args.quiet_wait, budget=12 * args.quiet_wait)
+        gate = QuietGate(args.quiet_wait, budget=(len(steps) + len(ONCE_STEPS)) * args.quiet_wait)
         for name in ONCE_STEPS:
             _log(f"step {name} ...")
             gate.wait()
@@ -959,9 +1429,10 @@ def main(argv: list[str] | None = None) -> int:
                 rounds[name].append(run_step(work, name, args.timeout))
         meta["quiet_wait_seconds"] = gate.waited
         results = {name: combine(runs) for name, runs in rounds.items()}
-        failures = print_report(meta, plan, results)
+        curve = json.loads(args.curve.read_text()) if args.curve else None
+        failures = print_report(meta, plan, results, curve)
         if args.results:
-            rows, _ = evaluate(plan, results)
+            rows, _ = evaluate(plan, results, curve)
             report = {"meta": meta, "plan": plan, "figures": rows, "steps": results, "failures": failures}
             args.results.write_text(json.dumps(report, indent=2, default=str))
     finally:
