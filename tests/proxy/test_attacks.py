@@ -275,3 +275,22 @@ def test_query_dataset_id_does_not_name_or_hash_the_path(tmp_path: Path) -> None
             assert leak not in text
         ids.append(json.loads(text)["dataset_id"])
     assert ids[0] == ids[1] != ids[2]  # stable for one store and dataset, unlinkable across stores
+
+
+def test_answer_manifest_keys_the_format_does_not_name_are_refused(side: Side) -> None:
+    """A hostile hotline put data under keys of its own (here a list value that was never in the
+    query): the answer was accepted and its manifest, with the value, kept in the holder's store."""
+    secret = np.random.default_rng(9).bytes(16).hex()
+    changes: list[Callable[[dict[str, Any]], None]] = [
+        lambda m: m.update(note=secret),
+        lambda m: m["signals"][0].update(note=secret),
+        lambda m: m["lists"][0].update(note=secret),
+        lambda m: m.update(tool_version=secret * 2),
+    ]
+    for change in changes:
+        line = refused(lambda c=change: side.import_(side.edit_manifest(c)), "answer's manifest")
+        assert secret not in line
+    assert secret not in "".join(
+        p.read_text(errors="replace") for p in side.store.root.rglob("*") if p.is_file()
+    )
+    assert api.list_banks(side.store.root) == []

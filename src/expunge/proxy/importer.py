@@ -52,10 +52,37 @@ class AnswerImport:
     signed: bool
 
 
+#: Every key an answer's manifest, its signal entries and its list entries may hold. The store keeps a
+#: copy of the manifest: a key the format does not name could carry anything (even list values that
+#: were never in the query), so it is refused, not kept.
+_ANSWER_KEYS = {
+    "format",
+    "format_version",
+    "answer_id",
+    "query_id",
+    "query_manifest_sha256",
+    "hotline",
+    "tool_version",
+    "lists",
+    "signals",
+}
+_ENTRY_KEYS = {"signal", "recipe", "feature", "width", "matched", "rows", "file", "sha256", "bytes"}
+_LIST_KEYS = {"label", "signal", "recipe", "threshold"}
+
+
 def _checked_answer(answer: Path, pubkey: Path | None) -> pkg.Opened:
     opened = pkg.open_package(answer, pkg.ANSWER_MANIFEST, pkg.ANSWER_FORMAT, pubkey)
     m = opened.manifest
     where = answer / pkg.ANSWER_MANIFEST
+    lists_: list[Any] = m["lists"] if isinstance(m.get("lists"), list) else []
+    if (
+        set(m) - _ANSWER_KEYS
+        or any(set(e) - _ENTRY_KEYS for e in m["signals"])  # dicts: open_package checked
+        or any(isinstance(x, dict) and set(x) - _LIST_KEYS for x in lists_)
+    ):
+        raise ExpungeError("the answer's manifest holds keys its format does not name", where)
+    if not isinstance(m.get("tool_version"), str) or len(m["tool_version"]) > 40:
+        raise ExpungeError("malformed tool version in the answer's manifest", where)
     if not (pkg.is_id(m.get("answer_id")) and pkg.is_id(m.get("query_id"))):
         raise ExpungeError("malformed package ids in the answer's manifest", where)
     sha = m.get("query_manifest_sha256")
