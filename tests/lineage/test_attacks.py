@@ -8,6 +8,9 @@ some other way and check the repo still reaches the report (as an inferred edge 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,3 +171,47 @@ def test_ownerless_mark_reaches_the_owned_dataset_and_below(tmp_path: Path) -> N
     got = _affected(_report(root, "laion2b-en"))
     assert got["laion/laion2b-en"] == (False,)
     assert got["o/m"] == (False, True) and got["o/ft"] == (False, True, True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Card trees
+
+
+def test_hostile_card_tree_neither_crashes_nor_hangs_the_build(tmp_path: Path) -> None:
+    """Deeply nested YAML overflowed libyaml's C stack (the process died); a refs/main that is a FIFO
+    or /dev/zero blocked or never ended. Run in a child process: the old failure was a segfault."""
+    root = _tree(tmp_path / "cards")
+    deep = _card(root, "model", "o/deep", "license: x")
+    (deep / "README.md").write_text("---\ndatasets: " + "[" * 60_000 + "]" * 60_000 + "\n---\n")
+    blocks = _card(root, "model", "o/blocks", "license: x")
+    (blocks / "README.md").write_text("---\ndatasets:\n" + "- " * 60_000 + "x\n---\n")
+    for name, make in (("fifo", os.mkfifo), ("zero", lambda p: os.symlink("/dev/zero", p))):
+        cache = root / "models" / f"models--o--{name}"
+        (cache / "refs").mkdir(parents=True)
+        make(cache / "refs" / "main")
+        _card(cache, "snapshot", "abc", f"datasets: [{MARKED}]")  # cache/snapshots/abc/README.md
+    code = (
+        "import sys; from expunge.lineage.cards import read_tree; c = read_tree(sys.argv[1]);"
+        "print(sorted(e.child for e in c.edges)); print([w.message for w in c.warnings])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "['o/fifo', 'o/zero']" in done.stdout
+    assert "front matter is nested too deeply" in done.stdout
+
+
+def test_dangling_refs_main_reads_every_snapshot(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    cache = root / "models" / "models--o--m"
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text("0123missing")
+    for snap, front, when in (("aaa", f"datasets: [{MARKED}]", 1_000_000), ("bbb", "license: x", 2_000_000)):
+        folder = cache / "snapshots" / snap
+        folder.mkdir(parents=True)
+        (folder / "README.md").write_text(f"---\n{front}\n---\n")
+        os.utime(folder, (when, when))
+    cards = read_tree(root)
+    assert any("refs/main names no snapshot here" in w.message for w in cards.warnings)
+    assert _affected(_report(root)) == {"o/m": (False,)}  # the older snapshot's claim, as inferred

@@ -105,8 +105,9 @@ def test_hub_cache_without_refs_takes_the_newest_snapshot(tmp_path: Path) -> Non
     os.utime(old, (1_000_000, 1_000_000))
     os.utime(new, (2_000_000, 2_000_000))
     got = read_tree(tmp_path)
-    assert {e.parent for e in got.edges} == {"o/new-base"}
-    assert got.edges[0].card == "models/models--o--q/snapshots/bbbb/README.md"
+    assert {e.parent for e in got.edges if e.declared} == {"o/new-base"}
+    assert {e.parent for e in got.edges if not e.declared} == {"o/old-base"}  # followed, not declared
+    assert [e.card for e in got.edges if e.declared] == ["models/models--o--q/snapshots/bbbb/README.md"]
 
 
 def test_hub_cache_folders_at_the_root(tmp_path: Path) -> None:

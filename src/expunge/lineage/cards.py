@@ -186,6 +186,10 @@ class _Builder:
         self.cards_read = 0
         self.first_ref: dict[str, tuple[str, str]] = {}  # id → (card, spelling) while no card of its own
         self.variants: list[tuple[str, str, str]] = []  # (card, id, spelling) that may differ in case
+        # While reading a Hub-cache snapshot that may not be the current one: its card is not the repo's
+        # card, and what it states is followed as inferred.
+        self.stale = False
+        self.stale_folders: set[Path] = set()
 
     def warn(self, card: str, message: str) -> None:
         self.warnings.append(CardWarning(card, message))
@@ -193,6 +197,9 @@ class _Builder:
     def own(self, card: str, display: str, kind: str, meta: dict[str, Any]) -> str:
         """Register the repo a card describes; its own spelling and kind win over other cards' mentions."""
         cid = display.lower()
+        if self.stale:
+            self.nodes.setdefault(cid, Node(cid, display, kind))
+            return cid
         gated = bool(meta.get("gated")) and meta.get("gated") not in ("false", "False", "no")
         lic = meta.get("license")
         license_ = lic if isinstance(lic, str) and _LICENSE.fullmatch(lic) else ""
@@ -242,6 +249,7 @@ class _Builder:
             if declared:
                 self.warn(card, f"names {self.nodes[child].display} as its own parent; skipped")
             return
+        declared = declared and not self.stale
         key = (parent, child, relation)
         old = self.edges.get(key)
         if old is None or (declared and not old.declared):
@@ -438,15 +446,31 @@ def _yaml() -> Any:
         raise ExpungeError("reading README front matter needs PyYAML: pip install pyyaml") from None
 
 
+# libyaml's composer recurses in C: a few tens of thousands of nested `[`, `{`, `- ` or `key:` levels
+# overflow the C stack and kill the process. Nesting needs one of these characters per level, so a
+# text with few of them is safe for the C loader; any other goes to the pure-Python loader, whose
+# recursion ends in a RecursionError (a warning) instead.
+_C_NESTING_SAFE = 5_000
+
+
+def _loader(yaml: Any, text: str) -> Any:
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is None or sum(map(text.count, "[{-:?")) > _C_NESTING_SAFE:
+        return yaml.SafeLoader
+    return fast
+
+
 def _yaml_load(b: _Builder, card: str, text: str, first_line: int) -> object:
     yaml = _yaml()
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(text, Loader=_loader(yaml, text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {first_line + mark.line + 1})" if mark is not None else ""
         b.warn(card, f"front matter is not valid YAML{where}; its fields are skipped")
-    except (ValueError, TypeError, OverflowError, RecursionError):
+    except RecursionError:
+        b.warn(card, "front matter is nested too deeply; its fields are skipped")
+    except (ValueError, TypeError, OverflowError):
         b.warn(
             card, "front matter has a value YAML cannot build (a bad date or number); its fields are skipped"
         )
@@ -493,7 +517,7 @@ def front_matter(b: _Builder, card: str, text: str, truncated: bool) -> dict[str
 def _quiet_yaml(text: str) -> object:
     yaml = _yaml()
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(text, Loader=_loader(yaml, text))
     except Exception:  # a probe only: the caller decides what a failure means
         return None
 
@@ -576,23 +600,36 @@ def _component_hints(
     return hints
 
 
-def _snapshot(b: _Builder, folder: Path, label: str) -> Path | None:
-    """The Hub cache keeps files under snapshots/<hash>/: the one refs/main names, else the newest."""
+def _snapshots(b: _Builder, folder: Path, label: str) -> list[Path]:
+    """The Hub cache keeps files under snapshots/<hash>/: the one refs/main names. Without a usable
+    refs/main nobody can say which snapshot is current, so every one is read (an old revision's card
+    that names a marked dataset must not be dropped for a newer one that does not)."""
     snaps = folder / "snapshots"
+    ref = folder / "refs" / "main"
+    main = ""
     try:
-        main = (folder / "refs" / "main").read_text(encoding="ascii", errors="replace").strip()
+        if ref.is_file():  # not a FIFO or a device (a read would block or never end); capped
+            with open(ref, "rb") as fh:
+                main = fh.read(256).decode("ascii", "replace").strip()
     except OSError:
         main = ""
     if main and re.fullmatch(r"[0-9A-Za-z]+", main) and (snaps / main).is_dir():
-        return snaps / main
+        return [snaps / main]
     try:
-        found = [p for p in snaps.iterdir() if p.is_dir()]
+        found = sorted(p for p in snaps.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
         found = []
     if not found:
         b.warn(label, "Hub cache folder has no snapshot; skipped")
-        return None
-    return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    elif main or len(found) > 1:
+        b.warn(
+            label,
+            f"refs/main names no snapshot here: the newest of {len(found)} is read as the card, "
+            "what the others state is followed as inferred",
+        )
+    found.sort(key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+    b.stale_folders.update(found[1:])
+    return found
 
 
 _REPO_FILES = ("README.md", "adapter_config.json", "config.json", "model_index.json")
@@ -610,10 +647,8 @@ def _repo_folders(b: _Builder, root: Path) -> list[tuple[Path, str, str, str]]:
             found.append((folder, display, kind, label))
 
     def cache(entry: Path, kind: str, label: str) -> None:
-        snap = _snapshot(b, entry, label)
-        if snap is not None:
-            snap_label = f"{label}/snapshots/{snap.name}"
-            add(snap, entry.name, kind, snap_label)
+        for snap in _snapshots(b, entry, label):
+            add(snap, entry.name, kind, f"{label}/snapshots/{snap.name}")
 
     for sub, kind in (("datasets", "dataset"), ("models", "model")):
         for entry in _dirs(root):
@@ -651,7 +686,11 @@ def _read_tree_into(b: _Builder, root: Path) -> None:
     if not has and not any(p.name.lower().startswith(("models--", "datasets--")) for p in _dirs(root)):
         raise ExpungeError("no models/ or datasets/ folder (nor Hub cache folders) in this card tree", root)
     for folder, display, kind, label in _repo_folders(b, root):
-        _read_repo(b, folder, label, display, kind)
+        b.stale = folder in b.stale_folders
+        try:
+            _read_repo(b, folder, label, display, kind)
+        finally:
+            b.stale = False
 
 
 DUMP_COLUMNS = ("id", "kind", "card_data")
