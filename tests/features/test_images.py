@@ -705,3 +705,14 @@ def test_reduced_path_other_jpeg_modes(mode: str) -> None:
     full, quality = full_decode_hash(data)
     assert ours.pdq is not None and hamming(ours.pdq, full) <= 8 and ours.quality == quality
     assert len(ours.dihedral) == 7
+
+
+def test_reduced_path_keeps_bad_image_reasons_and_the_bomb_check() -> None:
+    """The draft happens after the header check: the bomb limit sees the declared full size."""
+    big = encode(scene(1024, 1024, seed=3), "JPEG", quality=90)
+    assert hash_image(big, max_pixels=1024 * 1024 - 1).error == "decompression_bomb"
+    assert hash_image(big, max_pixels=1024 * 1024).error is None
+    cut = big[: len(big) // 2]
+    h = hash_image(cut, dihedral=True)
+    assert (h.error, h.pdq, h.dihedral) == ("truncated_image", None, ())
+    assert (h.md5, h.sha1, h.sha256) == digests(cut)
