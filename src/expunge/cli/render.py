@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from expunge.demo import DemoResult
@@ -23,20 +24,29 @@ def banks_table(banks: list[BankInfo], store: Path) -> None:
     for b in banks:
         p = b.public()
         threshold = "" if b.threshold is None else str(b.threshold)
-        table.add_row(
-            b.name, b.signal, b.recipe, threshold, b.source, str(b.version), str(p["label"]), f"{b.count:,}"
+        # Names, sources and labels come from users and partners: shown as text, never as Rich markup.
+        cells = (
+            b.name,
+            b.signal,
+            b.recipe,
+            threshold,
+            b.source,
+            str(b.version),
+            str(p["label"]),
+            f"{b.count:,}",
         )
+        table.add_row(*(Text(c) for c in cells))
     console.print(table)
 
 
 def bank_history(info: BankInfo) -> None:
-    table = Table(title=f"{info.name}: {info.signal}/{info.recipe} from {info.source}")
+    table = Table(title=Text(f"{info.name}: {info.signal}/{info.recipe} from {info.source}"))
     for col in ("version", "label", "file sha256", "values", "added", "removed"):
         table.add_column(col)
     for v in info.versions:
         table.add_row(
             str(v["version"]),
-            str(v["label"]),
+            Text(str(v["label"])),
             v["file_sha256"][:16],
             f"{v['count']:,}",
             f"+{v['added']:,}",
@@ -51,7 +61,7 @@ def matched_table(res: dict[str, Any]) -> None:
     table.add_column("version", justify="right")
     table.add_column("rows", justify="right")
     for b in res["banks"]:
-        table.add_row(b["name"], str(b["version"]), f"{res['rows_matched_by_bank'][b['name']]:,}")
+        table.add_row(Text(b["name"]), str(b["version"]), f"{res['rows_matched_by_bank'][b['name']]:,}")
     console.print(table)
 
 
