@@ -689,6 +689,12 @@ def _record_apply_evidence(
 # ---- match by proxy: lists the holder never sees (issue 14) -------------------------------------
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies inside it, symlinks resolved."""
+    p, f = path.resolve(), folder.resolve()
+    return p == f or f in p.parents
+
+
 def proxy_export(
     dataset: Sequence[str], out: str | Path, *, signals: str, opts: RunConfig | None = None
 ) -> QueryResult:
@@ -703,6 +709,9 @@ def proxy_export(
     config = opts or RunConfig()
     with _Session(config) as s:
         ds = s.dataset(dataset)
+        if _inside(Path(out), Path(ds.root)):
+            # The package would become part of the dataset it describes (and stop the next index).
+            raise ExpungeError("--out lies inside the dataset: write the query package elsewhere", Path(out))
         wanted = [_Info(p.key, p.signal, p.recipe, "proxy", p.feature, p.width) for p in parts]
         s.pipeline.index(ds, wanted)
         res = export_query(
@@ -727,6 +736,8 @@ def proxy_match(
     ``pubkey`` the query must carry a valid signature by that key."""
     from expunge.proxy.answer import HotlineList, match
 
+    if _inside(Path(out), Path(query)):
+        raise ExpungeError("--out lies inside the query package: write the answer elsewhere", Path(out))
     specs = [ListSpec.parse(t) for t in lists]
     hotline = [HotlineList(sp.path, sp.signal, sp.recipe) for sp in specs]
     return match(

@@ -294,3 +294,20 @@ def test_answer_manifest_keys_the_format_does_not_name_are_refused(side: Side) -
         p.read_text(errors="replace") for p in side.store.root.rglob("*") if p.is_file()
     )
     assert api.list_banks(side.store.root) == []
+
+
+def test_packages_are_never_written_inside_what_they_describe(tmp_path: Path) -> None:
+    """Red-team finding: a query written into its own dataset (or an answer into its query) spoils it."""
+    from expunge import api
+    from expunge.errors import ExpungeError
+    from tests.conftest import build_small_dataset
+
+    ds = build_small_dataset(tmp_path, shards=1, rows_per_shard=50)
+    opts = api.Options(store=tmp_path / "st", workers=1)
+    with pytest.raises(ExpungeError, match="inside the dataset"):
+        api.proxy_export([str(ds.root)], ds.root / "query", signals="url_md5", opts=opts)
+    assert not (ds.root / "query").exists()
+    query = tmp_path / "query"
+    api.proxy_export([str(ds.root)], query, signals="url_md5", opts=opts)
+    with pytest.raises(ExpungeError, match="inside the query"):
+        api.proxy_match(query, query / "answer", lists=[f"{ds.lists['iwf']}:url_md5"])
