@@ -215,3 +215,96 @@ def test_dangling_refs_main_reads_every_snapshot(tmp_path: Path) -> None:
     cards = read_tree(root)
     assert any("refs/main names no snapshot here" in w.message for w in cards.warnings)
     assert _affected(_report(root)) == {"o/m": (False,)}  # the older snapshot's claim, as inferred
+
+
+def test_dump_with_a_map_column_for_card_data_is_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from expunge.lineage.cards import read_dump
+
+    data = pa.array([[("datasets", MARKED)]], type=pa.map_(pa.string(), pa.string()))
+    pq.write_table(pa.table({"id": ["o/a"], "kind": ["model"], "card_data": data}), tmp_path / "d.parquet")
+    got = read_dump(tmp_path / "d.parquet")
+    assert [(e.parent, e.child) for e in got.edges] == [("laion/laion2b-en", "o/a")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Releases and marks carrying text into notices
+
+
+def _hostile_release(base: Path, counts: dict[str, object]) -> Path:
+    """A real release whose (unsigned) manifest was edited and its self-digest recomputed: it verifies."""
+    from expunge.release import manifest as mf
+    from expunge.release.verify import verify_release
+    from tests.lineage.test_marks import make_release
+
+    release = make_release(base).release
+    man = mf.load(release / mf.MANIFEST)
+    man["counts"].update(counts)
+    (release / mf.MANIFEST).write_bytes(mf.dumps(man))
+    assert verify_release(release) == []
+    return release
+
+
+def test_release_with_markup_in_a_signal_name_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from expunge.cli.app import app
+    from expunge.errors import ExpungeError
+
+    evil = "<img src=x onerror=alert(1)>\n# Pwned [x](javascript:alert(1)) | y"
+    release = _hostile_release(tmp_path, {"removed_by_signal": {"url_md5": 1, evil: 1}})
+    got = CliRunner().invoke(
+        app, ["lineage", "mark", MARKED, "--release", str(release), "--store", str(tmp_path / "s")]
+    )
+    assert isinstance(got.exception, ExpungeError)  # main() prints it as one line, exit 2
+    message = got.exception.one_line()
+    assert "signal name that is not a plain name" in message and "Pwned" not in message
+    assert not lm.marks_path(tmp_path / "s" / "lineage").exists()
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"rows_removed": -5},
+        {"rows_removed": "12"},
+        {"rows_removed": True},
+        {"rows_in": 1, "rows_removed": 2},
+        {"removed_by_signal": {"url_md5": -1}},
+    ],
+)
+def test_release_counts_that_make_no_sense_are_refused(counts: dict[str, object]) -> None:
+    from expunge.errors import ExpungeError
+
+    base: dict[str, object] = {"rows_in": 10, "rows_removed": 2, "removed_by_signal": {"url_md5": 2}}
+    man = {"merkle_root": "a" * 64, "files_root": "b" * 64, "counts": {**base, **counts}}
+    with pytest.raises(ExpungeError):
+        lm.manifest_ref(man, Path("MANIFEST.json"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("successor", "[x](javascript:alert(1))"),
+        ("followed", "<script>"),
+        ("release", {"merkle_root": "`</code><script>", "rows_in": 1, "rows_removed": 1}),
+    ],
+)
+def test_marks_file_with_text_where_ids_and_roots_belong_is_refused(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    from expunge.errors import ExpungeError
+
+    lm.save(tmp_path, _marks("laion/laion2b-en"), None)
+    data = json.loads(lm.marks_path(tmp_path).read_text())
+    data["marks"]["laion/laion2b-en"][0][field] = value
+    lm.marks_path(tmp_path).write_text(json.dumps(data))
+    with pytest.raises(ExpungeError, match=r"marks file|a mark's release"):
+        lm.load(tmp_path)
+
+
+def test_notice_code_spans_cannot_split_a_table_cell() -> None:
+    from expunge.lineage.notices import code
+
+    assert code("a|b`c\u2028d\x85e") == "`abcde`"

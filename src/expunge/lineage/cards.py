@@ -733,6 +733,8 @@ def _read_dump_into(b: _Builder, path: Path) -> None:
                 if raw is not None:
                     if isinstance(raw, dict):  # a struct column rather than JSON text
                         value = raw
+                    elif isinstance(raw, list) and all(isinstance(x, tuple) and len(x) == 2 for x in raw):
+                        value = {str(k): v for k, v in raw}  # a map column: (key, value) pairs
                     else:
                         try:
                             value = loads(raw)

@@ -14,6 +14,7 @@ caption or anything else from a row: counts, roots and ids only.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,23 +56,44 @@ class ReleaseRef:
 
     @classmethod
     def from_json(cls, obj: Any, where: Path) -> ReleaseRef:
+        """Checked field by field and refused when odd: a release verifies against its own manifest,
+        not against sense, and these fields go into notices sent to strangers (a signal name could
+        otherwise carry markup, a count could be negative)."""
         if not isinstance(obj, dict) or not isinstance(obj.get("merkle_root"), str):
             raise ExpungeError("a mark's release has no Merkle root", where)
         signals = obj.get("removed_by_signal") or {}
         if not isinstance(signals, dict):
             raise ExpungeError("a mark's removed_by_signal is not a mapping", where)
-        return cls(
+        files_root = obj.get("files_root")
+        if not _ROOT.fullmatch(obj["merkle_root"]) or not (files_root is None or _is_root(files_root)):
+            raise ExpungeError("a mark's release has a root that is not a SHA-256 in hex", where)
+        if not all(isinstance(k, str) and _SIGNAL.fullmatch(k) for k in signals):
+            raise ExpungeError("a mark's removed_by_signal has a signal name that is not a plain name", where)
+        ref = cls(
             merkle_root=obj["merkle_root"],
-            files_root=obj.get("files_root") if isinstance(obj.get("files_root"), str) else None,
-            sequence=_int(obj.get("sequence")),
-            rows_in=_int(obj.get("rows_in")),
-            rows_removed=_int(obj.get("rows_removed")),
-            removed_by_signal={str(k): _int(v) for k, v in signals.items()},
+            files_root=files_root,
+            sequence=0 if obj.get("sequence") is None else _int(obj.get("sequence"), "sequence", where),
+            rows_in=_int(obj.get("rows_in"), "rows_in", where),
+            rows_removed=_int(obj.get("rows_removed"), "rows_removed", where),
+            removed_by_signal={k: _int(v, "removed_by_signal", where) for k, v in signals.items()},
         )
+        if ref.rows_removed > ref.rows_in:
+            raise ExpungeError("a mark's release removed more rows than it read", where)
+        return ref
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+_ROOT = re.compile(r"[0-9a-f]{64}")
+_SIGNAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
+
+
+def _is_root(value: object) -> bool:
+    return isinstance(value, str) and _ROOT.fullmatch(value) is not None
+
+
+def _int(value: Any, name: str, where: Path) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ExpungeError(f"a mark's release has no valid {name} (a count, 0 or more)", where)
 
 
 @dataclass(frozen=True)
@@ -246,14 +268,21 @@ def _mark(obj: Any, where: Path) -> Mark:
     ):
         raise ExpungeError("marks file: an entry has no dataset or an unknown status", where)
     release = obj.get("release")
+    successor, followed = obj.get("successor"), obj.get("followed")
+    if successor is not None and (
+        not isinstance(successor, str) or _canonical(successor, where) != successor
+    ):
+        raise ExpungeError("marks file: a successor is not a repo id", where)
+    if followed is not None and not _is_root(followed):
+        raise ExpungeError("marks file: a followed release root is not a SHA-256 in hex", where)
     return Mark(
         dataset=obj["dataset"],
         status=obj["status"],
         recorded_at=str(obj.get("recorded_at", "")),
         release=ReleaseRef.from_json(release, where) if release is not None else None,
-        successor=obj.get("successor") if isinstance(obj.get("successor"), str) else None,
-        source=str(obj.get("source", "mark")),
-        followed=obj.get("followed") if isinstance(obj.get("followed"), str) else None,
+        successor=successor,
+        source="evidence" if obj.get("source") == "evidence" else "mark",
+        followed=followed,
     )
 
 
@@ -265,9 +294,15 @@ def _evidence(obj: Any, where: Path) -> Evidence:
         derivative=obj["derivative"],
         lineage_id=_canonical(lid, where) if isinstance(lid, str) else None,
         recorded_at=str(obj.get("recorded_at", "")),
-        followed=str(obj.get("followed", "")),
+        followed=_followed(obj.get("followed", ""), where),
         result=ReleaseRef.from_json(obj.get("result"), where),
     )
+
+
+def _followed(value: object, where: Path) -> str:
+    if value == "" or _is_root(value):
+        return str(value)
+    raise ExpungeError("marks file: a followed release root is not a SHA-256 in hex", where)
 
 
 def save(lineage_dir: Path, marks: Marks, tmp: Path | None) -> None:

@@ -20,15 +20,15 @@ from pathlib import Path
 
 from expunge import atomic
 from expunge.errors import ExpungeError
-from expunge.lineage.report import Affected, LineageReport, Pointer, signals_text
+from expunge.lineage.report import Affected, LineageReport, Pointer
 
 INDEX = "INDEX.md"
 POINTERS = "pointers.md"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f`]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f`|\u0080-\u009f\u2028\u2029]")
 
 
 def code(text: str) -> str:
-    """``text`` as an inert Markdown code span."""
+    """``text`` as an inert Markdown code span (``|`` removed too: it would split a table cell)."""
     return "`" + (_CONTROL.sub("", text) or "?") + "`"
 
 
@@ -156,8 +156,13 @@ def index_page(report: LineageReport, names: dict[str, str]) -> str:
     ]
     for m in report.marked:
         rel = m.mark.release
+        signals = (
+            ", ".join(f"{code(k)} {v:,}" for k, v in sorted(rel.removed_by_signal.items()) if v)
+            if rel
+            else ""
+        )
         count = (
-            f"{rel.rows_removed:,} rows removed ({signals_text(rel.removed_by_signal)})"
+            f"{rel.rows_removed:,} rows removed ({signals or 'no per-signal counts'})"
             if rel
             else "count unknown"
         )
