@@ -308,3 +308,21 @@ def test_notice_code_spans_cannot_split_a_table_cell() -> None:
     from expunge.lineage.notices import code
 
     assert code("a|b`c\u2028d\x85e") == "`abcde`"
+
+
+@pytest.mark.parametrize(("repo", "name"), [("con", "_con.md"), ("nul.x", "_nul.x.md"), ("com1", "_com1.md")])
+def test_notice_file_names_avoid_names_windows_reserves(repo: str, name: str) -> None:
+    from expunge.lineage.notices import file_name
+
+    assert file_name(repo, set(), "model") == name
+    assert file_name("console/x", set(), "model") == "console__x.md"
+
+
+def test_notices_out_that_is_a_file_says_so(tmp_path: Path) -> None:
+    from expunge.errors import ExpungeError
+    from expunge.lineage.notices import write_notices
+
+    (tmp_path / "f").write_text("x")
+    empty = LineageReport((), (), (), (), 0)
+    with pytest.raises(ExpungeError, match="is a file"):
+        write_notices(empty, tmp_path / "f")

@@ -24,6 +24,7 @@ from expunge.lineage.report import Affected, LineageReport, Pointer
 
 INDEX = "INDEX.md"
 POINTERS = "pointers.md"
+_RESERVED = re.compile(r"con|prn|aux|nul|com[0-9]|lpt[0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f`|\u0080-\u009f\u2028\u2029]")
 
 
@@ -36,6 +37,8 @@ def file_name(repo: str, taken: set[str], kind: str) -> str:
     """``owner__name.md``: lowercase, only ``[a-z0-9._-]``, never hidden, unique within ``taken``."""
     stem = re.sub(r"[^a-z0-9._-]+", "_", repo.lower().replace("/", "__")).lstrip(".") or "repo"
     stem = stem[:150]
+    if _RESERVED.fullmatch(stem.split(".", 1)[0]):
+        stem = "_" + stem  # CON, NUL, COM1... (with any extension) cannot be opened on Windows
     name = f"{stem}.md"
     if name in taken or name in (INDEX.lower(), POINTERS, INDEX):
         name = f"{stem}--{kind}.md"
@@ -182,7 +185,9 @@ def write_notices(report: LineageReport, out: Path, tmp: Path | None = None) -> 
     """Write every notice, the index and the pointers page into ``out`` (new or empty), all at once.
 
     Returns the notice path per repo id."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ExpungeError("the notices folder is a file: give a new or empty folder", out)
+    if out.exists() and any(out.iterdir()):
         raise ExpungeError("the notices folder is not empty: give a new or empty folder", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f"{atomic.TMP_PREFIX}{out.name}.{os.getpid()}"
