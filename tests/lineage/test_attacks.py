@@ -326,3 +326,16 @@ def test_notices_out_that_is_a_file_says_so(tmp_path: Path) -> None:
     empty = LineageReport((), (), (), (), 0)
     with pytest.raises(ExpungeError, match="is a file"):
         write_notices(empty, tmp_path / "f")
+
+
+def test_folder_names_cannot_drive_the_terminal_or_forge_warning_lines(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    for name in ("\x1b[31mRED\nwarning: fake line", "x\u202ey", "a\u200bb"):
+        folder = root / "models" / "o" / name
+        folder.mkdir(parents=True)
+        (folder / "README.md").write_text("---\nbase_model: [3]\n---\n")
+    cards = read_tree(root)
+    labels = {w.card for w in cards.warnings} | {e.card for e in cards.edges}
+    assert len(cards.warnings) >= 3
+    for label in labels:
+        assert label.isprintable() and label.isascii(), label

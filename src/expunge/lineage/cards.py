@@ -85,6 +85,17 @@ class Cards:
     cards_read: int
 
 
+def shown(text: str) -> str:
+    """A card's label (a path in a tree someone else made) safe to print: control, format (bidi
+    override, zero-width) and line-break characters escaped, so a folder name can neither drive the
+    terminal nor forge a line of output."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() and unicodedata.category(ch) != "Cf" else ascii(ch)[1:-1] for ch in text
+    )
+
+
 def _valid(text: str) -> bool:
     return _ID.fullmatch(text) is not None and "--" not in text and ".." not in text
 
@@ -192,7 +203,7 @@ class _Builder:
         self.stale_folders: set[Path] = set()
 
     def warn(self, card: str, message: str) -> None:
-        self.warnings.append(CardWarning(card, message))
+        self.warnings.append(CardWarning(shown(card), message))
 
     def own(self, card: str, display: str, kind: str, meta: dict[str, Any]) -> str:
         """Register the repo a card describes; its own spelling and kind win over other cards' mentions."""
@@ -640,6 +651,7 @@ def _repo_folders(b: _Builder, root: Path) -> list[tuple[Path, str, str, str]]:
     found: list[tuple[Path, str, str, str]] = []
 
     def add(folder: Path, name: str, kind: str, label: str) -> None:
+        label = shown(label)
         display = normalise_id(name)
         if display is None:
             b.warn(label, "folder name is not a repo id; skipped")
