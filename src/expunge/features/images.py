@@ -14,9 +14,11 @@ Everything here runs over millions of untrusted files, which shapes the design:
   names or header bytes) or the bytes.
 * **Decompression bombs are refused from the header**, before any pixel buffer is allocated.
 * **Decoding matches the PDQ reference** closely enough that hashes published by the reference C++
-  and Python implementations are found: the hash is computed by the ``pdqhash`` binding of the
-  reference C++ code, and the bits are packed in the reference hex order (checked in the tests against
-  the reference implementation's published outputs).
+  and Python implementations are found: small and low-detail images are hashed by the ``pdqhash``
+  binding of the reference C++ code; larger ones from a block-reduced decode whose 64x64 view, DCT,
+  median and quality follow the reference step for step (bit for bit with 1-pixel blocks, 0-4 bits
+  from the full decode as used). Bits are packed in the reference hex order (checked in the tests
+  against the reference implementation's published outputs).
 """
 
 from __future__ import annotations
