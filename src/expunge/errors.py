@@ -6,7 +6,12 @@ may itself be the flagged material, so errors say *where* and *what kind of* pro
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts colour and cursor codes),
+# bidi overrides and isolates, zero-width characters, line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 class ExpungeError(Exception):
@@ -23,6 +28,11 @@ class ExpungeError(Exception):
         parts = [p for p in (self.path, self.where) if p]
         prefix = ":".join(parts)
         text = f"{prefix}: {self.message}" if prefix else self.message
+        # A path is the user's (or a partner's) to name: it is shown, never obeyed by the terminal.
+        text = _UNPRINTABLE.sub(
+            lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+            text,
+        )
         return " ".join(text.split())
 
     def __reduce__(self) -> tuple[type[ExpungeError], tuple[str, str | None, str | None]]:
