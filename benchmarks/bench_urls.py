@@ -1,13 +1,23 @@
-"""URL-digest benchmark: expunge's first run, canonical recipe, incremental re-match, DuckDB and floors.
+"""URL-digest benchmark: expunge's first run, canonical recipe, incremental re-match, the daily list
+update, DuckDB and floors, with the planted hits in every shard and in one shard.
 
 Run by hand (it is not a test)::
 
     python benchmarks/bench_urls.py [--rows 5000000 --shards 10 --bank 1000000 --planted 2000
                                      --workers 2 --repeat 3 --quiet-wait 20 --small-rows 1000000
+                                     --layouts every,one --curve CURVE.json
                                      --workdir DIR --keep --results FILE]
 
-On the 2-core machine of RESULTS.md the default run takes about 4 minutes, plus up to 4 minutes of
-waiting when other processes keep the machine busy.
+On the 2-core machine of RESULTS.md a run with both layouts and ``--repeat 1`` takes about 6 minutes,
+plus up to 20 s per step of waiting when other processes keep the machine busy.
+
+Layouts: ``every`` (2,000 planted hits spread over every shard, so every shard is rewritten) runs
+steps a b c d e f and the update; ``one`` (all planted hits in the first shard; the other shards lose
+their quarantine cases, so they are untouched and hard-linked) runs a, d, e and the update on its own
+copy of the data and bank. The update (``update_release``) appends 100,000 non-matching hashes to the
+first run's list file and runs ``python -m expunge.cli clean`` with the first run's arguments as a
+process, then checks that no shard was rewritten and that the release equals a from-scratch run.
+``--curve`` takes bench_curve.py's JSON, whose 20M-row update/first-run ratio is one of the targets.
 
 Why it is built this way:
 
@@ -17,7 +27,7 @@ Why it is built this way:
   imports, caches or allocates leaks into the next one, and each step's peak memory is its own:
   ``VmHWM`` of the step process and of every process it starts, sampled while the step runs (see
   ``_memory_report`` for why not ``ru_maxrss``).
-* Steps run in ``--repeat`` rounds (a b c d e f, a b c d e f, ...) and the best time of each counts:
+* Steps run in ``--repeat`` rounds (a b c d e f update a.one ..., a b c ...) and the best time of each counts:
   on a small shared machine other work only ever adds time, so the minimum is the best estimate of
   the cost itself. Each step also records how much CPU other processes used while it ran, so a noisy
   figure can be recognised as such.
@@ -146,6 +156,9 @@ class StepMonitor:
     monitor's own load near 1 % of a core. The depth below this process tells the forkserver
     (depth 1) from the pool workers it forks (depth 2). CPU of other processes is the machine's busy
     time minus this process tree's, an estimate of how much the measurement was disturbed.
+
+    Descendants that already run when the monitor starts (a forkserver left by an earlier pool in the
+    same process) are not the step's: their CPU and memory are left out.
     """
 
     def __init__(self, interval: float = 0.1) -> None:
@@ -153,6 +166,7 @@ class StepMonitor:
         self.peaks: dict[int, tuple[int, int]] = {}  # pid -> (depth below this process, peak KiB)
         self.cpu: dict[int, tuple[int, int, int]] = {}  # pid -> (depth, own ticks, reaped children)
         self.alive_at_end: set[int] = set()
+        self._before: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="step-monitor", daemon=True)
         self._wall = self._busy = 0.0
@@ -160,6 +174,9 @@ class StepMonitor:
         self.result: dict[str, float] = {}
 
     def __enter__(self) -> StepMonitor:
+        self._before = self.sample()
+        self.peaks.clear()
+        self.cpu.clear()
         self._wall, self._busy = time.perf_counter(), _machine_busy_ticks() / CLK_TCK
         times = os.times()
         self._self_cpu = times.user + times.system
@@ -198,6 +215,8 @@ class StepMonitor:
             frontier = [c for p in frontier for c in children.get(p, [])]
             for pid in frontier:
                 seen.add(pid)
+                if pid in self._before:
+                    continue
                 self.cpu[pid] = (depth, table[pid][1], table[pid][2])
                 hwm = _vm_hwm_kib(pid)
                 if hwm is not None:
