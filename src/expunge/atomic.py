@@ -7,6 +7,7 @@ never a torn write, even after SIGKILL or power loss.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -24,6 +25,21 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def publish_folder(stage: Path, out: Path, what: str) -> None:
+    """Make a folder written in ``stage`` (beside ``out``) appear as ``out`` in one rename, so nobody
+    ever sees half a package. ``out`` must be absent or empty; one that changed meanwhile is refused."""
+    from expunge.errors import ExpungeError
+
+    fsync_dir(stage)
+    try:
+        os.rename(stage, out)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise ExpungeError(f"{what} changed while the package was written; refusing", out) from None
+        raise
+    fsync_dir(out.parent)
 
 
 def temp_dir_for(final: Path, tmp_dir: Path | None) -> Path:

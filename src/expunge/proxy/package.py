@@ -15,7 +15,6 @@ Errors name the package and the file, never a value.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -224,16 +223,7 @@ def staged(out: Path) -> Iterator[Path]:
             with open(p, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.chmod(stage, 0o755)
-        atomic.fsync_dir(stage)
-        try:
-            os.rename(stage, out)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                raise ExpungeError(
-                    "output folder changed while the package was written; refusing", out
-                ) from None
-            raise
-        atomic.fsync_dir(out.parent)
+        atomic.publish_folder(stage, out, "output folder")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

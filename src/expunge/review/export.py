@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import os
 import shutil
@@ -169,16 +168,7 @@ def export(
             fh.write(_readme(len(picked), round_, now, include_urls))
         if include_urls and urls is not None:
             _write_urls(stage / URLS, cols, picked, urls)
-        atomic.fsync_dir(stage)
-        try:
-            os.rename(stage, out)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                raise ExpungeError(
-                    "export folder changed while the package was written; refusing", out
-                ) from None
-            raise
-        atomic.fsync_dir(out.parent)
+        atomic.publish_folder(stage, out, "export folder")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     queue.mark_exported([cols["review_id"][i] for i in picked], now, round_)
