@@ -106,11 +106,49 @@ def values_path(bank_dir: Path, version: int) -> Path:
 
 
 def _file_sha256(path: Path) -> str:
+    return _file_sha256s(path, None)[0]
+
+
+def _file_sha256s(path: Path, prefix: int | None) -> tuple[str, str | None, int]:
+    """SHA-256 of the whole file and, in the same pass, of its first ``prefix`` bytes (None: not asked,
+    or the file is not longer), and the number of bytes read."""
     h = hashlib.sha256()
+    head: str | None = None
+    done = 0
     with open(path, "rb") as fh:
         while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+            if prefix is not None and done < prefix <= done + len(block):
+                h.update(block[: prefix - done])
+                if done + len(block) > prefix:
+                    head = h.copy().hexdigest()
+                h.update(block[prefix - done :])
+            else:
+                h.update(block)
+            done += len(block)
+    return h.hexdigest(), head, done
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The part of a list file beyond the bytes its bank's last version was read from."""
+
+    start: int  # byte offset of the first new line
+    first_line: int  # its line number
+
+
+def _appended(path: Path, last: dict[str, Any], fmt: str, prefix_sha: str | None) -> _Tail | None:
+    """The file is the last version's file with lines appended (a hotline's daily file often is): only
+    the new lines need parsing. Plain and threatexchange files only (a CSV's header rules the rows)."""
+    size = last.get("bytes")
+    if not isinstance(size, int) or prefix_sha is None or last.get("file_sha256") != prefix_sha:
+        return None
+    if last.get("format") not in ("plain", "pytx") or last.get("format") != fmt:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(size)
+    if not head.endswith(b"\n"):
+        return None  # the old last line may continue in the new bytes
+    return _Tail(size, head.count(b"\n") + 1)
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -258,7 +296,12 @@ def import_list(
         raise ExpungeError("list file not found", path)
     origin = _origin(path)
     name, note = _resolve_name(store, path, name, origin)
-    file_sha = _file_sha256(path)
+    prior = load_info(store, name) if store.bank_file(name).is_file() else None
+    prior_last = prior.versions[-1] if prior is not None and prior.versions else {}
+    prior_bytes = prior_last.get("bytes")
+    file_sha, prefix_sha, file_bytes = _file_sha256s(
+        path, prior_bytes if isinstance(prior_bytes, int) else None
+    )
     role = "negative" if negative else "positive"
     if store.bank_file(name).is_file() and load_info(store, name).role != role:
         # An allow-list turned into a removal list (or back) by a re-import would flip what every
@@ -268,6 +311,7 @@ def import_list(
             " (choose another --name)",
             path,
         )
+    tail: _Tail | None = None
     if store.bank_file(name).is_file():
         # Re-importing the file a bank was last built from, read the same way, changes nothing: skip
         # the parse. A recipe left out means the signal's default, not whatever the bank holds, and
@@ -287,7 +331,15 @@ def import_list(
                 raise _empty_error(path)
             _collect_garbage(store, known)  # what a run killed after its commit left
             return ImportResult(known.name, known.version, known.count, 0, 0, True)
-    parsed = read_tokens(path, fmt, column)
+        if same_threshold and same_kind and same_read and column is None:
+            tail = _appended(path, last, str(last.get("format")), prefix_sha)
+            if tail is not None and signal is None:
+                signal = known.signal  # the new lines may not name it (threatexchange files do)
+    parsed = (
+        read_tokens(path, fmt, column, start=tail.start, first_line=tail.first_line)
+        if tail is not None
+        else read_tokens(path, fmt, column)
+    )
     if signal is None:
         signal = parsed.signal
     elif parsed.signal is not None and parsed.signal != signal:
@@ -306,7 +358,7 @@ def import_list(
             f"recipe {recipe!r} does not apply to {signal} (use {' / '.join(st.recipes)})", path
         )
     new = sorted_unique(st.parse_values(parsed))
-    if len(new) == 0 and not allow_empty:
+    if len(new) == 0 and not allow_empty and tail is None:
         raise _empty_error(path)
     bdir = store.bank_dir(name)
     if (bdir / BANK_JSON).is_file():
@@ -329,8 +381,18 @@ def import_list(
     elif threshold is not None:
         raise ExpungeError(f"--threshold applies to perceptual signals (pdq), not {signal}", path)
     same_threshold = not info.versions or info.versions[-1].get("threshold") == info.threshold
-    added = np.setdiff1d(new, old, assume_unique=True)
-    removed = np.setdiff1d(old, new, assume_unique=True)
+    if tail is not None:
+        # Appended lines only add: the values not in the bank yet, merged into its sorted values.
+        added = new[~SortedSet.build(old).contains(new)] if len(old) else new
+        removed = np.empty(0, dtype=f"S{st.width}")
+        new = np.insert(old, np.searchsorted(old, added), added)
+        lines = int(info.versions[-1].get("lines", 0)) + len(parsed.tokens)
+    else:
+        added = np.setdiff1d(new, old, assume_unique=True)
+        removed = np.setdiff1d(old, new, assume_unique=True)
+        lines = len(parsed.tokens)
+    if len(new) == 0 and not allow_empty:
+        raise _empty_error(path)
     # Only the values decide: the same bytes read with another --column or --format are other values.
     if info.versions and len(added) == 0 and len(removed) == 0 and same_threshold:
         _collect_garbage(store, info)
@@ -356,7 +418,8 @@ def import_list(
             "format": parsed.format,
             "column": column,
             "count": len(new),
-            "lines": len(parsed.tokens),
+            "lines": lines,
+            "bytes": file_bytes,
             "added": len(added),
             "removed": len(removed),
             "categories": categories,

@@ -72,17 +72,19 @@ class ListFile:
         return names.pop() if len(names) == 1 else None
 
 
-def _decoded_text(path: Path) -> str:
+def _decoded_text(path: Path, start: int = 0, first_line: int = 1) -> str:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            raw = fh.read()
     except OSError as exc:
         raise ExpungeError(f"cannot read list file ({exc.strerror})", path) from None
-    if raw.startswith(codecs.BOM_UTF8):
+    if start == 0 and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + first_line
         raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
 
 
@@ -267,12 +269,18 @@ class Tokens:
     categories: dict[str, int]
 
 
-def read_tokens(path: Path, fmt: str = "auto", column: str | None = None) -> Tokens:
-    """Tokens of a list file as columns; same rules and errors as :func:`read_list`."""
+def read_tokens(
+    path: Path, fmt: str = "auto", column: str | None = None, *, start: int = 0, first_line: int = 1
+) -> Tokens:
+    """Tokens of a list file as columns; same rules and errors as :func:`read_list`. ``start`` (a byte
+    offset at a line start, plain and threatexchange files only) reads just the lines from there on,
+    numbered from ``first_line``: a re-import of a file that only grew parses only what it gained."""
     if not path.is_file():
         raise ExpungeError("list file not found", path)
     if fmt == "auto":
         fmt = detect_format(path)
+    if start and fmt not in ("plain", "pytx"):
+        raise ValueError("only plain and threatexchange lists are read from an offset")
     if fmt == "csv":
         fast = _csv_tokens(path, column)
         if fast is not None:
@@ -291,12 +299,12 @@ def read_tokens(path: Path, fmt: str = "auto", column: str | None = None) -> Tok
             parsed.signal,
             cats,
         )
-    text = _decoded_text(path)
+    text = _decoded_text(path, start, first_line)
     lines = pa.array(text.split("\n"), pa.string())
     lines = pc.utf8_rtrim(lines, characters="\r")
     stripped = pc.utf8_trim_whitespace(lines)
     keep = pc.and_(pc.greater(pc.utf8_length(stripped), 0), pc.invert(pc.starts_with(stripped, "#")))
-    numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
+    numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + first_line
     content = stripped.filter(keep)
     if fmt == "plain":
         return Tokens(path, "plain", numbers, content, None, {})
