@@ -191,11 +191,16 @@ class StepMonitor:
         busy = _machine_busy_ticks() / CLK_TCK - self._busy
         times = os.times()
         own = times.user + times.system - self._self_cpu
+        by_parent = own
         for pid, (depth, ticks, reaped) in self.cpu.items():
             if depth == 1:
-                own += (ticks + reaped) / CLK_TCK  # the forkserver's reaped workers are in ``reaped``
+                by_parent += (ticks + reaped) / CLK_TCK  # the forkserver's reaped workers are in ``reaped``
             elif pid in self.alive_at_end:
-                own += ticks / CLK_TCK  # still running, so not yet in its parent's ``reaped``
+                by_parent += ticks / CLK_TCK  # still running, so not yet in its parent's ``reaped``
+        # A grandchild whose parent exits unwaited (a command's forkserver) is in nobody's ``reaped``;
+        # its own ticks at the last sample still count. Both sums miss a little, so take the larger.
+        by_process = own + sum(ticks for _, ticks, _ in self.cpu.values()) / CLK_TCK
+        own = max(by_parent, by_process)
         other = max(0.0, busy - own)
         self.result = {"wall": wall, "own_cpu_s": own, "other_cpu_s": other, "other_cores": other / wall}
 
