@@ -379,7 +379,8 @@ def plot(path: Path, result: dict[str, Any], meta: dict[str, Any]) -> None:
         draw.line(pts, fill=colour, width=3)
         for (px, py), y in zip(pts, ys, strict=True):
             draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=colour)
-            draw.text((px + 8, py - 8), f"{y:.1f} s", fill=colour, font=small, anchor="lb")
+            # up and to the left: clear of a line that rises to the right
+            draw.text((px - 6, py - 8), f"{y:.1f} s", fill=colour, font=small, anchor="rb")
         ly = top + 10 + n * 22
         draw.line([(left + 20, ly), (left + 50, ly)], fill=colour, width=3)
         draw.text((left + 58, ly), label, fill="black", font=small, anchor="lm")
@@ -433,7 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quiet-wait", type=float, default=20.0, help="seconds a run may wait for quiet (0: never)"
     )
+    p.add_argument("--replot", type=Path, default=None, help="only draw --plot from this results JSON")
     args = p.parse_args(argv)
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        plot(args.plot, saved, saved["meta"])
+        return 0
     if len(args.sizes) < 2 or args.sizes[0] < args.planted or args.shard_rows < 1 or args.repeat < 1:
         p.error("need two or more --sizes of at least --planted rows, --shard-rows >= 1, --repeat >= 1")
     if args.layout == "one" and args.sizes[0] < args.shard_rows:
