@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import read_parquet
 from expunge.config import MAX_PIXELS
 from expunge.errors import ExpungeError
 from expunge.features.base import IMAGE_SOURCE, Feature, parse_feature
@@ -143,7 +144,7 @@ def index_shard(task: IndexTask) -> IndexResult:
     if image_features:
         if not has_images:
             raise ExpungeError("image lists need images (tar shards or image folders)", task.shard.metadata)
-        rows_of_sample = pq.read_table(out_dir / SAMPLES_FILE, columns=["row"]).column("row").to_pylist()
+        rows_of_sample = read_parquet(out_dir / SAMPLES_FILE, columns=["row"]).column("row").to_pylist()
         from expunge.index.images import IMAGES_FILE, index_images
 
         with atomic.atomic_path(out_dir / IMAGES_FILE, tmp_dir) as tmp:
@@ -223,7 +224,7 @@ def _index_columns(
     """
     shard, fmt = task.shard, task.shard.handler
     if not shard.metadata:  # images on their own: rows are the samples, all checkable by image
-        n = len(pq.read_table(out_dir / SAMPLES_FILE, columns=["sample"])) if fmt.has_images else 0
+        n = len(read_parquet(out_dir / SAMPLES_FILE, columns=["sample"])) if fmt.has_images else 0
         return np.zeros(n, dtype=np.uint8)
     for role, needed in by_source.items():
         if needed and task.column(role) is None:
@@ -291,9 +292,9 @@ def _index_column(
 
 
 def read_quarantine(index_dir: Path) -> np.ndarray:
-    col = pq.read_table(index_dir / ROWS_FILE).column(0)
+    col = read_parquet(index_dir / ROWS_FILE).column(0)
     return np.asarray(col.to_numpy(), dtype=np.uint8)
 
 
 def read_feature(index_dir: Path, feature: str) -> pa.Array:
-    return pq.read_table(index_dir / feature_file(feature)).column(0).combine_chunks()
+    return read_parquet(index_dir / feature_file(feature)).column(0).combine_chunks()

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.features import base as features
 from expunge.features.base import IMAGES_FILE as IMAGES_FILE
@@ -152,7 +153,7 @@ def index_images(
 
 
 def read_images(index_dir: Path, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(index_dir / IMAGES_FILE, columns=columns)
+    return read_parquet(index_dir / IMAGES_FILE, columns=columns)
 
 
 def quality_mask(table: pa.Table, floor: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.lists.readers import detect_format, read_tokens
 from expunge.matchers.exact import SortedSet
@@ -168,7 +169,7 @@ def _write_values(path: Path, values: np.ndarray, width: int, store: Store) -> N
 
 def read_values(path: Path, width: int) -> np.ndarray:
     """Values as a sorted numpy ``S{width}`` array (exact bytes; zero-copy from the Arrow buffer)."""
-    col = pq.read_table(path, columns=["value"]).column(0).combine_chunks()
+    col = read_parquet(path, columns=["value"]).column(0).combine_chunks()
     if len(col) == 0:
         return np.empty(0, dtype=f"S{width}")
     buf = col.buffers()[1]

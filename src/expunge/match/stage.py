@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import empty_table, read_parquet
 from expunge.config import QUALITY_FLOOR
 from expunge.features.base import parse_feature
 from expunge.lists.bank import LoadedBank, added_since, load_bank, load_info
@@ -68,13 +69,13 @@ class MatchResult:
 
 
 def empty_findings() -> pa.Table:
-    return FINDINGS_SCHEMA.empty_table()
+    return empty_table(FINDINGS_SCHEMA)
 
 
 def read_findings(path: Path) -> pa.Table:
     if not path.is_file():
         return empty_findings()
-    return pq.read_table(path).cast(FINDINGS_SCHEMA)
+    return read_parquet(path).cast(FINDINGS_SCHEMA)
 
 
 def _exact_binary(values: np.ndarray) -> pa.Array:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.features.base import parse_feature
 from expunge.release import sign as release_sign
@@ -171,7 +172,7 @@ def read_table(path: Path, schema: pa.Schema, where: Path, rows: object) -> pa.T
         meta = pq.read_metadata(path)
         if meta.metadata or meta.num_rows != rows:
             raise ExpungeError(_ROWS, where, path.name)
-        table = pq.read_table(path)
+        table = read_parquet(path)
     except (OSError, pa.ArrowException):
         raise ExpungeError("unreadable parquet file in the package", where, path.name) from None
     if not table.schema.equals(schema, check_metadata=False):

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.formats import Shard
 from expunge.index.build import read_quarantine
@@ -67,14 +68,14 @@ def shard_candidates(task: CandidatesTask) -> tuple[str, ShardCandidates]:
     index_dir, shard = Path(task.index_dir), task.shard
     q = read_quarantine(index_dir)
     path = Path(task.findings_path)
-    findings = pq.read_table(path, columns=["row", "bank"]) if path.is_file() else None
+    findings = read_parquet(path, columns=["row", "bank"]) if path.is_file() else None
     flagged = np.zeros(0, dtype=np.int64)
     if findings is not None and findings.num_rows:
         mine = findings.filter(pc.is_in(findings.column("bank"), pa.array(sorted(task.banks))))
         flagged = np.unique(mine.column("row").to_numpy())
     quarantined = np.flatnonzero(q) if task.url_scope else np.zeros(0, dtype=np.int64)
     if task.image_scope and (index_dir / IMAGES_FILE).is_file():
-        images = pq.read_table(index_dir / IMAGES_FILE, columns=["row", "error"])
+        images = read_parquet(index_dir / IMAGES_FILE, columns=["row", "error"])
         bad = images.filter(images.column("error").is_valid()).column("row").to_numpy()
         quarantined = np.union1d(quarantined, bad)
     quarantined = np.setdiff1d(quarantined, flagged)
@@ -141,7 +142,7 @@ def row_values(key: bytes, dataset_id: str, shard: str, rows: int) -> np.ndarray
 def load_state(path: Path) -> CoverState:
     if not path.is_file():
         return CoverState()
-    table = pq.read_table(path)
+    table = read_parquet(path)
     meta = table.schema.metadata or {}
     if meta.get(b"format") != _STATE_FORMAT:
         raise ExpungeError("cover state is not in a format this expunge reads; refusing to guess", path)

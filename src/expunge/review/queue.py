@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import empty_table, read_parquet
 from expunge.errors import ExpungeError
 
 VERDICTS = ("confirmed", "not", "unsure")
@@ -179,7 +180,7 @@ class ReviewQueue:
             st = os.stat(self.path)
         except FileNotFoundError:
             if self._loaded is None or self._loaded.stat != (0, 0, 0):
-                self._loaded = _Loaded((0, 0, 0), SCHEMA.empty_table(), 0)
+                self._loaded = _Loaded((0, 0, 0), empty_table(SCHEMA), 0)
             return self._loaded
         stat = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._loaded is None or self._loaded.stat != stat:
@@ -190,7 +191,7 @@ class ReviewQueue:
     def _read(self) -> tuple[pa.Table, int]:
         unreadable = "review queue is not in a format this expunge reads; refusing to guess"
         try:
-            table = pq.read_table(self.path)
+            table = read_parquet(self.path)
         except (OSError, pa.ArrowException):
             raise ExpungeError(
                 "review queue cannot be read (damaged?); refusing to guess", self.path

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.features.images import ImageError, decode_rgb
 from expunge.signals.base import ValueSignal
@@ -261,11 +262,10 @@ class NsfwSignal(ValueSignal):
     def measure(
         self, shard: Shard, index_dir: Path, param: str | None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        import pyarrow.parquet as pq
 
         from expunge.formats.members import is_companion
 
-        images = pq.read_table(index_dir / "images.parquet", columns=["sample", "row"])
+        images = read_parquet(index_dir / "images.parquet", columns=["sample", "row"])
         row_of = dict(zip(images.column("sample").to_pylist(), images.column("row").to_pylist(), strict=True))
         scorer = NsfwScorer()
         pending: list[tuple[int, bytes]] = []

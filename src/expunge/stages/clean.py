@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from expunge import __version__, atomic
+from expunge.arrow import empty_table
 from expunge.engine import Executor
 from expunge.features.base import parse_feature
 from expunge.lists.bank import BankInfo
@@ -108,7 +109,7 @@ def records(
             break
         for res in executor.map(clean_shard, redo):
             results[res.shard] = res
-    return (pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()), outputs
+    return (pa.concat_tables(tables) if tables else empty_table(RECORD_SCHEMA)), outputs
 
 
 def drop_stale_shards(state_dir: Path, out: Path, current: set[str]) -> None:

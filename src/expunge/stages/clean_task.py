@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import read_parquet
 from expunge.config import QUALITY_FLOOR
 from expunge.errors import StaleShardError
 from expunge.features.digest import as_binary
@@ -265,7 +266,7 @@ def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
     Never from the key column's values: those are spelled as the metadata spells them (``1`` for the
     tar's ``000000001``), and the index has already linked every sample to its row or refused the shard.
     """
-    samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
+    samples = read_parquet(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
     wanted = set(rows)
     links = zip(samples.column("key").to_pylist(), samples.column("row").to_pylist(), strict=True)
     return sorted({k for k, r in links if r in wanted})
@@ -287,7 +288,7 @@ def _write_records(
     if gone and shard.metadata and task.key_column:
         keys = [None if k is None else str(k) for k in fmt.values_at(shard, task.key_column, gone)]
     if gone and fmt.sample_key_names_row:  # samples with no metadata row are named by their sample key
-        samples = pq.read_table(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
+        samples = read_parquet(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
         by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
         keys = [k if k is not None else by_row.get(r) for k, r in zip(keys, gone, strict=True)]
     key_hashes = [
@@ -327,7 +328,7 @@ def _write_records(
 def read_records(path: Path) -> tuple[pa.Table, list[str] | None]:
     """A shard's removal records, and the release files the shard wrote (None for records from before
     they were listed: the shard is then redone, never trusted)."""
-    table = pq.read_table(path)
+    table = read_parquet(path)
     meta = table.schema.metadata or {}
     outputs = json.loads(meta[OUTPUTS_META]) if OUTPUTS_META in meta else None
     return table.replace_schema_metadata(None).cast(RECORD_SCHEMA), outputs

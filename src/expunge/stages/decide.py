@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from expunge.arrow import read_parquet
 from expunge.features.url import QUARANTINE_REASONS
 from expunge.index.build import read_quarantine
 from expunge.lists.bank import load_bank
@@ -166,7 +166,8 @@ def _soft_signals(
                 np.maximum.at(arr, r[~missing], v[~missing])
                 arr[r[missing]] = np.nan  # a missing value is missing, whatever else the row has
     if triage.neighbour_path and Path(triage.neighbour_path).is_file():
-        nb = pq.read_table(triage.neighbour_path, filters=[("shard", "=", shard)])
+        nb = read_parquet(triage.neighbour_path)
+        nb = nb.filter(pc.equal(nb.column("shard"), shard))
         arr = values.setdefault("neighbour", np.full(n, -np.inf))
         with np.errstate(invalid="ignore"):  # NaN: a row without a usable embedding is missing
             np.maximum.at(arr, nb.column("row").to_numpy(), nb.column("cosine").to_numpy().astype(np.float64))
@@ -284,7 +285,7 @@ def _image_quarantine(
 ) -> int:
     """Rows with an image that failed to decode (and no removal) are quarantined; returns the number of
     decoded images below the PDQ quality floor."""
-    images = pq.read_table(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
+    images = read_parquet(index_dir / "images.parquet", columns=["row", "error", "pdq", "quality"])
     errors = images.column("error")
     if errors.null_count < len(errors):
         # One line per member: a row is quarantined when any of its members failed to decode and none

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from expunge.arrow import read_parquet
 from expunge.lists.bank import BankInfo
 from expunge.match.stage import BankRef, MatchTask
 from expunge.stages import done
@@ -60,7 +60,7 @@ def summary(store: Store, ds: DatasetView, banks: list[BankInfo]) -> dict[str, i
         path, _ = store.findings(ds.id, shard.name)
         if not path.is_file():
             continue
-        table = pq.read_table(path, columns=["row", "bank"])
+        table = read_parquet(path, columns=["row", "bank"])
         for bank in names:
             sel = table.filter(pc.equal(table.column("bank"), bank))
             out[bank] += pc.count_distinct(sel.column("row")).as_py()

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expunge import atomic
+from expunge.arrow import empty_table
 from expunge.errors import ExpungeError
 from expunge.features.digest import as_binary
 from expunge.features.text import utf8_invalid_mask
@@ -103,7 +104,7 @@ def _values(task: SoftTask, ref: str, lowest: float) -> pa.Table:
         if keep.any():
             parts.append((rows[keep], values[keep]))
     if not parts:
-        return FINDINGS_SCHEMA.empty_table()
+        return empty_table(FINDINGS_SCHEMA)
     rows = np.concatenate([r for r, _ in parts])
     values = np.concatenate([v for _, v in parts])
     # One finding per row: its largest value, and missing when any of its values is (several images).
@@ -175,7 +176,7 @@ def soft_shard(task: SoftTask) -> SoftResult:
     parts = [_values(task, ref, lowest) for ref, lowest, _fp in task.values]
     if task.keywords:
         parts.extend(_keywords(task))
-    table = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
+    table = pa.concat_tables(parts) if parts else empty_table(FINDINGS_SCHEMA)
     table = table.sort_by([("bank", "ascending"), ("row", "ascending"), ("value", "ascending")])
     counts: dict[str, int] = {}
     if table.num_rows:
