@@ -33,7 +33,7 @@ from expunge.stages import index as index_stage
 from expunge.stages import match as match_stage
 from expunge.stages import triage as triage_stage
 from expunge.stages.base import StageReport
-from expunge.stages.clean_task import CleanResult
+from expunge.stages.clean_task import CleanResult, CleanTask
 from expunge.stages.decide import ShardTriage
 from expunge.stages.tasks import clean_shard, index_shard, match_shard, soft_shard, tally_shard
 from expunge.stages.triage import TriageRun
@@ -141,16 +141,8 @@ class Pipeline:
         # go to the store's tmp/ (atomic.py falls back per destination when a folder is elsewhere).
         tmp_dir = self.store.tmp if same_device(self.store.tmp, out) else out_tmp(out)
         plan = self._cover_plan(ds, banks, cover) if cover else None
-        tasks = clean_stage.plan(
-            self.store,
-            ds,
-            banks,
-            out,
-            state_dir,
-            tmp_dir,
-            self.config.quality_floor,
-            plan.rows if plan else None,
-            shard_triage,
+        tasks = self._clean_tasks(
+            ds, banks, out, state_dir, tmp_dir, plan.rows if plan else None, shard_triage
         )
         results: dict[str, CleanResult] = {}
         with self.reporter.bar("clean", len(tasks), "shards") as bar:
@@ -190,6 +182,22 @@ class Pipeline:
         self._report(StageReport("clean", len(ds.shards), len(ordered) - resumed, seconds, details))
         return summary
 
+    def _clean_tasks(
+        self,
+        ds: Dataset,
+        banks: list[BankInfo],
+        out: Path,
+        state_dir: Path,
+        tmp_dir: Path,
+        cover_rows: dict[str, list[int]] | None,
+        shard_triage: dict[str, ShardTriage] | None,
+    ) -> list[CleanTask]:
+        """The clean stage's tasks: the flood tally decides them without writing, the clean writes them."""
+        floor = self.config.quality_floor
+        return clean_stage.plan(
+            self.store, ds, banks, out, state_dir, tmp_dir, floor, cover_rows, shard_triage
+        )
+
     def _shard_triage(self, ds: Dataset, run: TriageRun | None) -> dict[str, ShardTriage] | None:
         if run is None:
             return None
@@ -209,17 +217,7 @@ class Pipeline:
     ) -> flood.Tally:
         """Count what every bank and rule would decide, and stop before anything is written when one is
         over its limit (``stages/flood.py``)."""
-        tasks = clean_stage.plan(
-            self.store,
-            ds,
-            banks,
-            out,
-            state_dir,
-            self.store.tmp,
-            self.config.quality_floor,
-            None,
-            shard_triage,
-        )
+        tasks = self._clean_tasks(ds, banks, out, state_dir, self.store.tmp, None, shard_triage)
         tally = flood.Tally()
         self._writes = False
         # Reading findings is light: it runs here unless the workers are already up.
