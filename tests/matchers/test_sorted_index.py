@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +76,29 @@ def test_a_damaged_copy_means_a_scan(tmp_path: Path) -> None:
     (copy,) = tmp_path.glob("*.sorted-*.npy")
     copy.write_bytes(b"not a numpy file")
     assert sorted_index.probe(feature, np.array([b"a" * 16], dtype="S16"), 16) is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5_000])
+def test_the_bucket_table_is_the_one_a_search_per_bucket_gives(n: int) -> None:
+    """SortedSet's bucket starts come from one counting pass now: the same table as a search per bucket."""
+    from expunge.matchers.exact import prefix64
+
+    rng = np.random.default_rng(n)
+    values = np.unique(rng.integers(0, 256, (n, 16), dtype=np.uint8).view("S16").ravel())
+    table = SortedSet.build(values)
+    prefix = prefix64(values, 16)
+    buckets = len(table.starts) - 1
+    want = np.append(np.searchsorted(prefix, np.arange(buckets, dtype=np.uint64) << table.shift), len(prefix))
+    assert np.array_equal(table.starts, want)
+
+
+def test_one_delta_is_prepared_once_for_every_shard(tmp_path: Path) -> None:
+    a = _column([b"a" * 16, b"b" * 16, None], 16)
+    feature = _feature(tmp_path, a)
+    sorted_index.write(feature, a, 16)
+    delta = np.array([b"b" * 16, b"b" * 16, b"z" * 16], dtype="S16")
+    first = sorted_index.probe(feature, delta, 16)
+    again = sorted_index.probe(feature, delta, 16)  # the same array: its distinct values are reused
+    other = sorted_index.probe(feature, np.array([b"a" * 16], dtype="S16"), 16)
+    assert first is not None and again is not None and other is not None
+    assert first[0].tolist() == again[0].tolist() == [1] and other[0].tolist() == [0]

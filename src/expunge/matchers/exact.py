@@ -56,9 +56,11 @@ class SortedSet:
             prefix = prefix64(values, width)
         bits = int(max(8, min(24, np.ceil(np.log2(max(len(values), 1))) + 2)))
         shift = np.uint64(64 - bits)
-        starts = np.empty(2**bits + 1, dtype=np.int64)
-        starts[:-1] = np.searchsorted(prefix, np.arange(2**bits, dtype=np.uint64) << shift)
-        starts[-1] = len(prefix)
+        # Bucket b starts where the first prefix with top bits >= b is: the running count of smaller
+        # buckets (one pass, where a search per bucket cost 0.3 s for a million values).
+        counts = np.bincount((prefix >> shift).astype(np.int64), minlength=2**bits)
+        starts = np.zeros(2**bits + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
         return cls(values, prefix, shift, starts)
 
     def __len__(self) -> int:

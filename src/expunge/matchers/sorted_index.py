@@ -56,6 +56,19 @@ def write(feature_file: Path, column: pa.Array, width: int, tmp_dir: Path | None
         np.save(fh, table, allow_pickle=False)
 
 
+_LAST: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+
+def _query(values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The delta's distinct values and their prefixes, computed once for every shard it is probed in."""
+    if _LAST and _LAST[0][0] is values:
+        return _LAST[0][1], _LAST[0][2]
+    query = np.unique(np.ascontiguousarray(values))
+    qp = prefix64(query, width)
+    _LAST[:] = [(values, query, qp)]
+    return query, qp
+
+
 def probe(feature_file: Path, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows whose value is one of ``values`` (``S{width}``), and the value each matched; None when there
     is no current sorted copy (the caller scans). Exact: prefixes find candidates, full values confirm."""
@@ -70,8 +83,7 @@ def probe(feature_file: Path, values: np.ndarray, width: int) -> tuple[np.ndarra
         return None
     if len(table) == 0 or len(values) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=f"S{width}")
-    query = np.unique(np.ascontiguousarray(values))
-    qp = prefix64(query, width)
+    query, qp = _query(values, width)
     prefixes = table["p"]
     lo = np.searchsorted(prefixes, qp, "left")
     hi = np.searchsorted(prefixes, qp, "right")
