@@ -36,6 +36,26 @@ QUARANTINE_REASONS = {
 }
 
 
+# URLs whose canonical form certainly names a web host, so quarantine need not canonicalise them: an
+# http(s) scheme in any case, a dotted host of non-empty ASCII labels (letters, digits, ``-``, ``_``), an
+# optional port, then printable ASCII only. Canonicalisation lowercases such a host, drops the port and
+# cannot empty a label (a ``%`` escape or an ``@`` after the host stays after it: the host is split off
+# first); an IPv4 spelling becomes a dotted quad. Either way the host keeps a dot between two non-dots,
+# so ``WEB_HOST_PATTERN`` holds.
+SURELY_WEB_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)+"
+    r"(?::[0-9]*)?(?:[/?#][\x21-\x7e]*)?$"
+)
+
+
+def _webby(canonical: pa.Array) -> np.ndarray:
+    """Whether each canonical URL names a web host (null, i.e. not canonicalisable: no)."""
+    # Canonical URLs are ASCII, so a string view is safe. A host without a dot ("not a url" becomes
+    # host "not%20a%20url") is canonicalisable but is no web address: treat it as unparseable.
+    webby = pc.match_substring_regex(canonical.view(pa.string()), WEB_HOST_PATTERN)
+    return np.asarray(webby.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 class UrlBatch:
     """One batch of URLs with its recipes derived lazily and at most once."""
 
@@ -57,14 +77,24 @@ class UrlBatch:
 
     @cached_property
     def quarantine(self) -> np.ndarray:
-        """Per-row reason code (0 = checkable). Later assignments take precedence."""
+        """Per-row reason code (0 = checkable). Later assignments take precedence.
+
+        A row is unparseable when its canonical form names no web host. Canonicalising is the costly
+        part (Python per row off the fast path), so when no list has asked for the canonical recipe
+        yet, rows that :data:`SURELY_WEB_PATTERN` proves web-hosted skip it; only the rest are
+        canonicalised. Both ways give the same codes (``tests/features/test_url_quarantine.py``).
+        """
         q = np.zeros(len(self.raw), dtype=np.uint8)
         null = self.raw.is_null().to_numpy(zero_copy_only=False)
-        canonical = self.canonical
-        # Canonical URLs are ASCII, so a string view is safe. A host without a dot ("not a url" becomes
-        # host "not%20a%20url") is canonicalisable but is no web address: treat it as unparseable.
-        webby = pc.match_substring_regex(canonical.view(pa.string()), WEB_HOST_PATTERN)
-        unparseable = ~webby.fill_null(False).to_numpy(zero_copy_only=False) & ~null
+        if "canonical" in self.__dict__ or len(self.raw) == 0:
+            unparseable = ~_webby(self.canonical) & ~null
+        else:
+            sure = pc.match_substring_regex(self.raw, SURELY_WEB_PATTERN).fill_null(False)
+            unparseable = np.zeros(len(self.raw), dtype=bool)
+            rest = np.flatnonzero(~sure.to_numpy(zero_copy_only=False) & ~null)
+            if len(rest):
+                canonical = canonicalize_array(self.raw.take(pa.array(rest)))
+                unparseable[rest] = ~_webby(canonical)
         if unparseable.any():
             q[unparseable] = Q_UNPARSEABLE
             # ASCII trimming does not validate UTF-8, so it is safe on any bytes.
