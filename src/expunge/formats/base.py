@@ -68,6 +68,11 @@ class CleanRows:
     gone: list[int]
     drop_keys: frozenset[str] = field(default_factory=frozenset)
     key_column: str | None = None
+    #: Metadata columns whose values at the ``gone`` rows the removal records need (URL, key). A format
+    #: that reads them anyway while rewriting fills ``captured`` (column -> values in ``gone`` order),
+    #: so the records do not read the shard a second time; one that does not leaves it empty.
+    capture: tuple[str, ...] = ()
+    captured: dict[str, pa.Array] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

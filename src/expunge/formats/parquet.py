@@ -301,12 +301,20 @@ def _compacted(table: pa.Table, path: str) -> pa.Table:
     )
 
 
-def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
+def rewrite(
+    src: str,
+    dst: Path,
+    keep: np.ndarray,
+    capture: Sequence[str] = (),
+    captured: dict[str, pa.Array] | None = None,
+) -> int:
     """Write the rows of ``src`` where ``keep`` is true to ``dst``, as the source was written.
 
     Row groups are re-cut to the source's row-group size so the output's layout matches the input's;
-    returns the number of rows written.
+    returns the number of rows written. ``capture``: columns whose values at the dropped rows go into
+    ``captured`` (in row order), read from the row groups this pass reads anyway.
     """
+    dropped: dict[str, list[pa.Array]] = {c: [] for c in capture}
     pf = open_file(src)
     if len(keep) != pf.metadata.num_rows:
         raise ValueError(f"keep mask has {len(keep)} entries for {pf.metadata.num_rows} rows")
@@ -335,6 +343,10 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
             table = read_row_group(pf, src, i, start)
             start += n
             if not mask.all():
+                if dropped:
+                    gone = pa.array(~mask)
+                    for c in dropped:
+                        dropped[c].append(table.column(c).combine_chunks().filter(gone))
                 table = _filter(table, pa.array(mask), src)
             if table.num_rows == 0:
                 continue
@@ -350,4 +362,7 @@ def rewrite(src: str, dst: Path, keep: np.ndarray) -> int:
         if pending_rows:
             writer.write_table(_compacted(pa.concat_tables(pending), src), row_group_size=size)
             written += pending_rows
+    if captured is not None:
+        for c, chunks in dropped.items():
+            captured[c] = pa.concat_arrays(chunks) if chunks else pa.array([], schema.field(c).type)
     return written

@@ -61,7 +61,7 @@ class ParquetFormat(ShardFormat):
         keep = np.ones(rows.rows_in, dtype=bool)
         keep[rows.gone] = False
         with atomic.atomic_path(target.out, target.tmp_dir) as tmp:
-            written = parquet.rewrite(shard.location, tmp, keep)
+            written = parquet.rewrite(shard.location, tmp, keep, rows.capture, rows.captured)
             if written != int(keep.sum()):
                 raise RuntimeError(f"{shard.name}: wrote {written} rows, expected {int(keep.sum())}")
         for emb, dst in embeddings:

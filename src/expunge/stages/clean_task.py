@@ -26,6 +26,7 @@ from expunge.errors import StaleShardError
 from expunge.features.digest import as_binary
 from expunge.formats import Shard
 from expunge.formats.base import CleanRows, CleanTarget, ShardOutputs
+from expunge.formats.parquet import as_text
 from expunge.index.build import content_sha256
 from expunge.match.stage import BankRef
 from expunge.stages import done
@@ -204,15 +205,20 @@ def clean_shard(task: CleanTask) -> CleanResult:
     def same_rows() -> dict[str, object]:
         return {"rows_plan": same, "size": size()}
 
+    named: dict[str, pa.Array] | None = None  # row_key and key_hash of the gone rows, when known already
     if record is not None and done.is_done(record, same_rows, outputs):
         action, sha = str(record["action"]), str(record["sha256"])
+        named = _previous_names(records_path, gone)
     else:
         _confirm_source(task)
-        rows = CleanRows(rows_in, gone, drop, task.key_column)
+        capture = tuple(c for c in (task.url_column, task.key_column) if c and task.shard.metadata)
+        rows = CleanRows(rows_in, gone, drop, task.key_column, capture)
         action = task.shard.handler.write_clean(task.shard, _target(task), rows)
         main_files = [str(p) for p in planned.main]
         sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
-    _write_records(task, gone, reasons, quarantined, records_path, tmp_dir)
+        if gone and capture and all(len(rows.captured.get(c, ())) == len(gone) for c in capture):
+            named = _names(task, gone, rows.captured)
+    _write_records(task, gone, reasons, quarantined, records_path, tmp_dir, named)
     by_signal: dict[str, int] = {}
     by_bank: dict[str, int] = {}
     for rs in reasons.values():
@@ -272,22 +278,33 @@ def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
     return sorted({k for k, r in links if r in wanted})
 
 
-def _write_records(
-    task: CleanTask,
-    gone: list[int],
-    reasons: dict[int, list[str]],
-    quarantined: dict[int, str],
-    path: Path,
-    tmp_dir: Path,
-) -> None:
+def _previous_names(path: Path, gone: list[int]) -> dict[str, pa.Array] | None:
+    """The row names of the shard's last records when they list the same rows: a list update that only
+    changes why rows go renames nothing, so the shard is not read again to hash its URLs and keys."""
+    try:
+        table, _ = read_records(path)
+    except (OSError, pa.ArrowException, ValueError, KeyError):
+        return None  # unreadable or older records: the names are computed afresh
+    if table.column("row").to_pylist() != gone:
+        return None
+    return {
+        "row_key": table.column("row_key").combine_chunks(),
+        "key_hash": table.column("key_hash").combine_chunks(),
+    }
+
+
+def _names(task: CleanTask, gone: list[int], values: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Keyed hashes of the gone rows' URLs and sample keys, from their values (read once, by whoever
+    read the shard)."""
     urls: list[bytes | None] = [None] * len(gone)
     keys: list[str | None] = [None] * len(gone)
-    shard, fmt = task.shard, task.shard.handler
-    if gone and shard.metadata and task.url_column:
-        urls = fmt.values_at(shard, task.url_column, gone, as_binary)
-    if gone and shard.metadata and task.key_column:
-        keys = [None if k is None else str(k) for k in fmt.values_at(shard, task.key_column, gone)]
-    if gone and fmt.sample_key_names_row:  # samples with no metadata row are named by their sample key
+    shard = task.shard
+    if shard.metadata and task.url_column and task.url_column in values:
+        text = as_text(values[task.url_column], shard.metadata, task.url_column)
+        urls = as_binary(text).to_pylist()
+    if shard.metadata and task.key_column and task.key_column in values:
+        keys = [None if k is None else str(k) for k in values[task.key_column].to_pylist()]
+    if gone and task.shard.handler.sample_key_names_row:  # samples with no metadata row: their sample key
         samples = read_parquet(Path(task.index_dir) / "samples.parquet", columns=["row", "key"])
         by_row = dict(zip(samples.column("row").to_pylist(), samples.column("key").to_pylist(), strict=True))
         keys = [k if k is not None else by_row.get(r) for k, r in zip(keys, gone, strict=True)]
@@ -299,12 +316,41 @@ def _write_records(
         ).digest()
         for k in keys
     ]
+    return {
+        "row_key": pa.array(keyed_hash(urls, task.key), pa.binary(16)),
+        "key_hash": pa.array(key_hashes, pa.binary(16)),
+    }
+
+
+def _read_names(task: CleanTask, gone: list[int]) -> dict[str, pa.Array]:
+    """The gone rows' names when nothing read their values yet: one streaming pass per column."""
+    shard, fmt = task.shard, task.shard.handler
+    values: dict[str, pa.Array] = {}
+    if gone and shard.metadata and task.url_column:
+        urls = fmt.values_at(shard, task.url_column, gone, as_binary)
+        values[task.url_column] = pa.array(urls, pa.binary())
+    if gone and shard.metadata and task.key_column:
+        keys = fmt.values_at(shard, task.key_column, gone)
+        values[task.key_column] = pa.array([None if k is None else str(k) for k in keys], pa.string())
+    return _names(task, gone, values)
+
+
+def _write_records(
+    task: CleanTask,
+    gone: list[int],
+    reasons: dict[int, list[str]],
+    quarantined: dict[int, str],
+    path: Path,
+    tmp_dir: Path,
+    named: dict[str, pa.Array] | None = None,
+) -> None:
+    names = named if named is not None else _read_names(task, gone)
     table = pa.table(
         {
-            "row_key": pa.array(keyed_hash(urls, task.key), pa.binary(16)),
+            "row_key": names["row_key"],
             "shard": pa.array([task.shard_name] * len(gone), pa.string()),
             "row": pa.array(gone, pa.int64()),
-            "key_hash": pa.array(key_hashes, pa.binary(16)),
+            "key_hash": names["key_hash"],
             "action": pa.array(["removed" if r in reasons else "quarantined" for r in gone], pa.string()),
             "reasons": pa.array(
                 [sorted(reasons[r]) if r in reasons else [f"quarantine:{quarantined[r]}"] for r in gone],
