@@ -75,7 +75,11 @@ def test_unknown_protocol_refused_with_redacted_url() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["s3://AKIAXXXX:wJalrSECRET@bucket/key", "s3://bucket/key?X-Amz-Signature=abcdef", "s3://bucket/k#zzfrag"],
+    [
+        "s3://AKIAXXXX:wJalrSECRET@bucket/key",
+        "s3://bucket/key?X-Amz-Signature=abcdef",
+        "s3://bucket/k#zzfrag",
+    ],
 )
 def test_credentials_and_queries_refused(spec: str) -> None:
     with pytest.raises(ExpungeError) as info:
