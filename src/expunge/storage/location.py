@@ -41,6 +41,23 @@ PROTOCOLS: dict[str, str] = {
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where the ``user:secret@`` part of ``rest`` (a URL after ``scheme://``) ends, or 0 if none.
+
+    RFC 3986 ends the authority at the first ``/``, ``?`` or ``#``; but people paste raw cloud secrets,
+    which often hold ``/`` or ``+``, into URLs. So an ``@`` in the authority, or a ``:`` anywhere before
+    the last ``@``, counts as userinfo reaching that last ``@``. Over-redacting a rare key such as
+    ``a:b@c`` is the price of never showing part of a secret.
+    """
+    at = rest.rfind("@")
+    if at < 0:
+        return 0
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority or ":" in rest[:at]:
+        return at + 1
+    return 0
+
+
 def redact(spec: str | Path) -> str:
     """``spec`` with any userinfo (``user:secret@``), query (``?X-Amz-Signature=…``) and fragment removed.
 
@@ -51,12 +68,9 @@ def redact(spec: str | Path) -> str:
     if not m:
         return text
     rest = text[m.end() :]
-    for sep in ("?", "#"):
-        rest = rest.split(sep, 1)[0]
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = authority.rsplit("@", 1)[1]
-    return f"{m.group(1)}://{authority}{slash}{tail}"
+    rest = rest[_userinfo_end(rest) :]
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return f"{m.group(1)}://{rest}"
 
 
 def is_remote(spec: str | Path) -> bool:
@@ -156,14 +170,13 @@ def parse(spec: str | Path | Location) -> Location:
     if protocol == LOCAL:
         # file:///abs/path (or file://relative): the rest is a path, taken literally, '?' included.
         return Location(LOCAL, os.path.abspath(rest or "/"))
+    if _userinfo_end(rest):
+        raise ExpungeError(
+            "a storage URL may not carry credentials; use the environment or a profile", redact(spec)
+        )
     if "?" in rest or "#" in rest:
         raise ExpungeError(
             "a storage URL may not carry a query or fragment (presigned URLs are not accepted)", redact(spec)
-        )
-    authority = rest.split("/", 1)[0]
-    if "@" in authority:
-        raise ExpungeError(
-            "a storage URL may not carry credentials; use the environment or a profile", redact(spec)
         )
     path = rest.strip("/")
     if not path:
