@@ -126,7 +126,18 @@ def _net_added(store_root: str, name: str, since: int, version: int) -> np.ndarr
     store = Store(store_root)
     bank = load_bank(store, name, version)
     added = added_since(store, name, since, bank.width)
-    return added[bank.values.contains(added)] if len(added) else added
+    if not len(added) or not _shrank_since(store_root, name, since, version):
+        return added  # nothing was removed since: every added value is still there
+    return added[bank.values.contains(added)]
+
+
+@lru_cache(maxsize=8)
+def _shrank_since(store_root: str, name: str, since: int, version: int) -> bool:
+    """Whether a version after ``since`` removed values. A list that only grew needs no membership test
+    against the whole bank, so a daily update never loads (and indexes) its millions of values."""
+    info = load_info(Store(store_root), name)
+    later = [v for v in info.versions if since < int(v["version"]) <= version]
+    return any(int(v.get("removed", 1)) for v in later)
 
 
 def _threshold_changed(store: Store, name: str, since: int) -> bool:
@@ -185,7 +196,7 @@ def match_shard(task: MatchTask) -> MatchResult:
         ):
             mode = "incremental"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
-            if mine.num_rows:
+            if mine.num_rows and _shrank_since(task.store_root, ref.name, prev, ref.version):
                 vals = np.array(mine.column("value").to_pylist(), dtype=f"S{bank.width}")
                 mine = mine.filter(pa.array(bank.values.contains(vals)))
             added = _net_added(task.store_root, ref.name, prev, ref.version)
