@@ -66,6 +66,9 @@ def s3_endpoint() -> str | None:
 
 
 def _cached(key: tuple[str, ...], make: Any) -> Any:
+    # Keyed by process too: a connection pool (and fsspec's event loop thread) does not survive a fork,
+    # and a forked worker must make its own.
+    key = (str(os.getpid()), *key)
     with _cache_lock:
         made = _cache.get(key)
         if made is None:
@@ -132,7 +135,11 @@ def _arrow_s3(loc: Location) -> pafs.FileSystem:
             region = pafs.resolve_s3_region(bucket)
     if region:
         options["region"] = region
-    key = ("arrow", "s3", endpoint or "", region or "")
+    # botocore's retry budget, so both clients give up alike (Arrow ignores the variable itself).
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    if attempts.isdigit() and int(attempts) > 0:
+        options["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=int(attempts))
+    key = ("arrow", "s3", endpoint or "", region or "", attempts)
     made: pafs.FileSystem = _cached(key, lambda: pafs.S3FileSystem(**options))
     return made
 
@@ -325,6 +332,8 @@ def copy(src: Location | str | Path, dst: Location | str | Path) -> None:
     temporary file, then one upload.
     """
     src, dst = parse(src), parse(dst)
+    if src == dst:
+        return  # S3 refuses a copy onto itself; the bytes are already there
     where = src if not src.is_local else dst
     with storage_errors(where):
         if src.is_local and dst.is_local:
