@@ -287,3 +287,19 @@ def test_stopped_server_arrow(s3_server: S3Server, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ExpungeError) as info:
         open_input(url)
     _one_line(info.value, url, "cannot reach the storage endpoint")
+
+
+def test_writes_are_one_request(s3_server: S3Server, tmp_path: Path) -> None:
+    """A write is one PUT carrying the whole body: there is no moment when a part of it is readable."""
+    bucket = s3_server.make_bucket()
+    (tmp_path / "f.bin").write_bytes(b"f" * 5000)
+    for write in (
+        lambda: put_bytes(f"s3://{bucket}/a.bin", b"a" * 5000),
+        lambda: put_file(tmp_path / "f.bin", f"s3://{bucket}/f.bin"),
+        lambda: create_if_absent(f"s3://{bucket}/LOCK", b"l" * 5000),
+    ):
+        with s3_server.recording() as requests:
+            write()
+        writes = [r for r in requests if r.method in ("PUT", "POST")]
+        assert len(writes) == 1 and len(writes[0].body) >= 5000, [(r.method, r.url) for r in requests]
+    assert [r for r in requests if r.header("If-None-Match") == "*"]  # the conditional write, on the wire
