@@ -27,7 +27,7 @@ from expunge import atomic
 from expunge.arrow import read_parquet
 from expunge.errors import ExpungeError
 from expunge.lists.readers import detect_format, read_tokens
-from expunge.matchers.exact import SortedSet
+from expunge.matchers.exact import SortedSet, prefix64
 from expunge.signals import SIGNALS, get_signal
 from expunge.store import BANK_FILE, LEGACY_VALUES, Store
 
@@ -153,8 +153,27 @@ def _appended(path: Path, last: dict[str, Any], fmt: str, prefix_sha: str | None
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sort and de-duplicate fixed-width byte strings (numpy's hash-based ``unique`` is 6x slower here)."""
-    out = np.sort(values)
+    """Sort and de-duplicate fixed-width byte strings (numpy's hash-based ``unique`` is 6x slower here).
+
+    Sorting the byte strings themselves compares them byte by byte (0.14 s for a million MD5s); their
+    first 8 bytes as integers sort with numpy's SIMD quicksort in a quarter of that, and only values
+    whose prefix repeats (duplicates, mostly) need their full bytes sorted, among themselves.
+    """
+    width = values.dtype.itemsize
+    if values.dtype.kind != "S" or width < 8 or len(values) < 2:
+        out = np.sort(values)
+    else:
+        prefix = prefix64(values, width)
+        order = np.argsort(prefix)
+        out, ranked = values[order], prefix[order]
+        tie = ranked[1:] == ranked[:-1]
+        if not tie.any():
+            return out  # distinct prefixes: distinct values
+        in_run = np.zeros(len(out), dtype=bool)
+        in_run[1:] = tie
+        in_run[:-1] |= tie
+        # The full order refines the prefix order, so the runs sorted together stay in their places.
+        out[in_run] = np.sort(out[in_run])
     if len(out) > 1:
         out = out[np.concatenate(([True], out[1:] != out[:-1]))]
     return out

@@ -8,6 +8,7 @@ Error messages name the file and line but never quote the line, which may be a f
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import csv
 import io
@@ -72,7 +73,8 @@ class ListFile:
         return names.pop() if len(names) == 1 else None
 
 
-def _decoded_text(path: Path, start: int = 0, first_line: int = 1) -> str:
+def _decoded_bytes(path: Path, start: int = 0, first_line: int = 1) -> bytes:
+    """The file's bytes from ``start`` (a leading BOM dropped), checked to be UTF-8 but not decoded."""
     try:
         with open(path, "rb") as fh:
             fh.seek(start)
@@ -81,11 +83,17 @@ def _decoded_text(path: Path, start: int = 0, first_line: int = 1) -> str:
         raise ExpungeError(f"cannot read list file ({exc.strerror})", path) from None
     if start == 0 and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + first_line
-        raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
+    if not raw.isascii():  # ASCII (hex lists) is UTF-8; the check is 5x cheaper than a decode
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + first_line
+            raise ExpungeError("not valid UTF-8", path, f"line {line}") from None
+    return raw
+
+
+def _decoded_text(path: Path, start: int = 0, first_line: int = 1) -> str:
+    return _decoded_bytes(path, start, first_line).decode("utf-8")
 
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -299,13 +307,7 @@ def read_tokens(
             parsed.signal,
             cats,
         )
-    text = _decoded_text(path, start, first_line)
-    lines = pa.array(text.split("\n"), pa.string())
-    lines = pc.utf8_rtrim(lines, characters="\r")
-    stripped = pc.utf8_trim_whitespace(lines)
-    keep = pc.and_(pc.greater(pc.utf8_length(stripped), 0), pc.invert(pc.starts_with(stripped, "#")))
-    numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + first_line
-    content = stripped.filter(keep)
+    numbers, content = _line_contents(_decoded_bytes(path, start, first_line), first_line)
     if fmt == "plain":
         return Tokens(path, "plain", numbers, content, None, {})
     parts = pc.split_pattern_regex(content, r"\s+", max_splits=2)
@@ -331,6 +333,122 @@ def read_tokens(
         )
     signal = mapped[0] if mapped else None
     return Tokens(path, "pytx", numbers, pc.list_element(parts, 1), signal, {})
+
+
+def _string_array(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A string array over ``data`` (valid UTF-8, split at ``offsets``) without a copy."""
+    n = len(offsets) - 1
+    if n and offsets[-1] >= 1 << 31:
+        buffers = [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data)]
+        return pa.Array.from_buffers(pa.large_string(), n, buffers)
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), n, buffers)
+
+
+def _printable(b: np.ndarray) -> np.ndarray:
+    return (b > 0x20) & (b < 0x7F)
+
+
+def _line_contents(raw: bytes, first_line: int) -> tuple[np.ndarray, pa.Array]:
+    """The numbers and stripped text of the lines that are neither blank nor ``#`` comments.
+
+    Lines are split on ``\\n`` only, then lose trailing ``\\r`` and surrounding whitespace. A list of a
+    million lines would be a million Python strings; here the line ends are found with numpy, and a line
+    whose first and last bytes (before one ``\\r``) are printable ASCII needs no trimming at all: its
+    bytes are the token. Any other line (whitespace or non-ASCII at an edge) sends the whole file
+    through Arrow's trimming kernels, which decide exactly as before.
+    """
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    if not len(buf):
+        return np.empty(0, dtype=np.int64), pa.array([], pa.string())
+    regular = _regular_contents(raw, buf, first_line)
+    if regular is not None:
+        return regular
+    breaks = np.flatnonzero(buf == 0x0A)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(buf)]))
+    last = buf[np.maximum(ends - 1, 0)]
+    cr = (ends > starts) & (last == 0x0D)
+    ends_cr = ends - cr  # one trailing \r dropped
+    filled = ends_cr > starts
+    first = buf[np.minimum(starts, len(buf) - 1)]
+    comment = filled & (first == 0x23)
+    keep = filled & ~comment & _printable(first) & _printable(buf[np.maximum(ends_cr - 1, 0)])
+    if (filled & ~comment & ~keep).any():
+        return _trimmed_contents(buf, starts, first_line)
+    numbers = np.flatnonzero(keep) + first_line
+    # Every byte not in a kept line's token is cut: line breaks, the \r of every line (a blank line may
+    # be just that), and comment lines.
+    cut = np.zeros(len(buf), dtype=bool)
+    cut[breaks] = True
+    cut[ends[cr] - 1] = True
+    dropped = np.flatnonzero(comment)
+    if len(dropped) > 64:
+        delta = np.zeros(len(buf) + 1, dtype=np.int32)
+        delta[starts[dropped]] += 1
+        delta[ends[dropped]] -= 1
+        cut |= np.cumsum(delta[:-1]) > 0
+    else:
+        for i in dropped:
+            cut[starts[i] : ends[i]] = True
+    lengths = (ends_cr - starts)[keep]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return numbers, _string_array(offsets, buf[~cut])
+
+
+_HEADER_LINES = 1000  # comment and blank lines a regular file may start with
+
+
+def _regular_contents(raw: bytes, buf: np.ndarray, first_line: int) -> tuple[np.ndarray, pa.Array] | None:
+    """:func:`_line_contents` of a file that is a few comment or blank lines, then lines of one length
+    with one line end (a hash list, nearly always); None for any other file. Its lines are the rows of
+    a 2-D view of the bytes and its tokens one column block: no line end is searched for."""
+    pos, skipped = 0, 0
+    while True:  # the header: lines that are dropped whatever follows
+        nl = raw.find(b"\n", pos)
+        if nl < 0 or skipped > _HEADER_LINES:
+            return None
+        length = nl - pos
+        if not (length == 0 or raw[pos] == 0x23 or (length == 1 and raw[pos] == 0x0D)):
+            break
+        pos, skipped = nl + 1, skipped + 1
+    width = nl - pos  # the first value line, without its \n
+    cr = raw[nl - 1] == 0x0D
+    token = width - cr
+    body = buf[pos:]
+    rows, rest = divmod(len(body), width + 1)
+    if rest not in (0, token, width):
+        return None
+    grid = body[: rows * (width + 1)].reshape(rows, width + 1)
+    tail = body[rows * (width + 1) :]
+    if not (grid[:, width] == 0x0A).all() or np.count_nonzero(body == 0x0A) != rows:
+        return None  # lines of other lengths
+    if cr and not ((grid[:, token] == 0x0D).all() and tail[token:].tobytes() in (b"", b"\r")):
+        return None
+    first, last = grid[:, 0], grid[:, token - 1]
+    if len(tail):
+        first, last = np.append(first, tail[0]), np.append(last, tail[token - 1])
+    if not (_printable(first) & (first != 0x23) & _printable(last)).all():
+        return None  # a line to trim, or a comment among the values
+    count = rows + (len(tail) > 0)
+    data = np.empty(count * token, dtype=np.uint8)
+    data[: rows * token].reshape(rows, token)[:] = grid[:, :token]
+    data[rows * token :] = tail[:token]
+    numbers = np.arange(count, dtype=np.int64) + (first_line + skipped)
+    return numbers, _string_array(np.arange(count + 1, dtype=np.int64) * token, data)
+
+
+def _trimmed_contents(buf: np.ndarray, starts: np.ndarray, first_line: int) -> tuple[np.ndarray, pa.Array]:
+    """The general case of :func:`_line_contents`, by Arrow kernels over the lines as they are."""
+    # Each line keeps its \n here (no copy); trimming \r and \n from the right is trimming \r from a
+    # line without its \n, as the line holds no other \n.
+    lines = _string_array(np.concatenate((starts, [len(buf)])), buf)
+    lines = pc.utf8_rtrim(lines, characters="\r\n")
+    stripped = pc.utf8_trim_whitespace(lines)
+    keep = pc.and_(pc.greater(pc.utf8_length(stripped), 0), pc.invert(pc.starts_with(stripped, "#")))
+    numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + first_line
+    return numbers, stripped.filter(keep)
 
 
 _ODD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -399,6 +517,17 @@ def hex_digests(tokens: Tokens, width: int, name: str) -> np.ndarray:
     arr = tokens.tokens
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    # Every token is exactly 2*width bytes, stored back to back: decode them all at once. binascii
+    # refuses any byte that is not a hex digit, so this succeeds exactly when the regex below passes.
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset : arr.offset + n + 1]
+    if arr.null_count == 0 and (np.diff(offsets) == 2 * width).all():
+        chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        try:
+            # A copy, so the digests are writable like any other array (16 bytes a line: cheap).
+            return np.frombuffer(binascii.unhexlify(chars.data), dtype=f"S{width}").copy()
+        except binascii.Error:
+            pass  # the regex finds the line and the message
     ok = pc.match_substring_regex(arr, f"^[0-9a-fA-F]{{{2 * width}}}$").to_numpy(zero_copy_only=False)
     if not ok.all():
         bad = int(np.flatnonzero(~ok)[0])
@@ -409,9 +538,6 @@ def hex_digests(tokens: Tokens, width: int, name: str) -> np.ndarray:
         raise ExpungeError(
             f"invalid {name} value", tokens.path, f"line {tokens.lines[bad]}"
         )  # pragma: no cover
-    # Every token is exactly 2*width ASCII hex characters, stored back to back: decode them all at once.
-    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset : arr.offset + n + 1]
     chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     nib = _NIBBLE[chars].reshape(n, 2 * width)
     out = (nib[:, 0::2] << 4) | nib[:, 1::2]

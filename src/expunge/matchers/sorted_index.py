@@ -35,6 +35,27 @@ def _path(feature_file: Path) -> Path | None:
     return feature_file.with_name(f"{feature_file.stem}.sorted-{st.st_size}-{st.st_mtime_ns}.npy")
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")``, at a quarter of its cost on distinct keys: numpy's default
+    sort of 64-bit integers is a SIMD quicksort, several times faster than its stable (merge) sort, and
+    only runs of equal keys need their positions put back in ascending order. The file must not change
+    with the sort used, so ties are resolved exactly as the stable sort resolves them."""
+    order = np.argsort(keys)
+    if len(order) < 2:
+        return order
+    ranked = keys[order]
+    tie = ranked[1:] == ranked[:-1]
+    if not tie.any():
+        return order
+    in_run = np.zeros(len(order), dtype=bool)
+    in_run[1:] = tie
+    in_run[:-1] |= tie
+    pos = np.flatnonzero(in_run)  # every member of every run of equal keys; runs stay where they are
+    sub = order[pos]
+    order[pos] = sub[np.lexsort((sub, ranked[pos]))]
+    return order
+
+
 def write(feature_file: Path, column: pa.Array, width: int, tmp_dir: Path | None = None) -> None:
     """Write the sorted copy of a single-valued column (nulls left out); drop stale ones."""
     path = _path(feature_file)
@@ -42,13 +63,17 @@ def write(feature_file: Path, column: pa.Array, width: int, tmp_dir: Path | None
         return
     values, valid = fixed_to_numpy(column, width)
     rows = np.flatnonzero(valid)
-    values = values[rows]
     prefix = prefix64(values, width)
-    order = np.argsort(prefix, kind="stable")
+    if len(rows) < len(values):
+        prefix = prefix[rows]
+    order = stable_order(prefix)
+    source = rows[order]  # the row of each entry, in table order
     table = np.empty(len(order), dtype=_dtype(width))
-    table["p"] = prefix[order]
-    table["v"] = values[order]
-    table["r"] = rows[order]
+    # Gathered straight into the table's fields: no sorted temporaries to copy in (mode="clip" skips
+    # numpy's buffering of ``out``; every index is in range).
+    np.take(prefix, order, out=table["p"], mode="clip")
+    np.take(values, source, out=table["v"], mode="clip")
+    table["r"] = source
     for old in feature_file.parent.glob(f"{feature_file.stem}.sorted-*.npy"):
         if old != path:
             old.unlink(missing_ok=True)
