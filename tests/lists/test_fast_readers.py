@@ -283,3 +283,20 @@ def test_sorted_unique_equals_numpy_sort(data: st.DataObject, width: int) -> Non
     got = sorted_unique(raw.copy())
     assert got.dtype == want.dtype
     assert got.tobytes() == want.tobytes()
+
+
+_WORD = st.lists(
+    st.sampled_from(["url_md5", "a", "0f", " ", "  ", "\t", "\x0b", "\x0c", "\r", "\u3000", "é"]), max_size=8
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WORD.map("".join), max_size=12), st.booleans())
+def test_pytx_split_equals_the_regex_split(texts: list[str], sliced: bool) -> None:
+    """The threatexchange split on one space is the regex split whenever it is taken; stripped lines as
+    the reader hands them over (a slice too: an array with an offset)."""
+    arr = pa.array([t.strip() for t in texts if t.strip()], pa.string())
+    if sliced and len(arr) > 1:
+        arr = arr.slice(1)
+    want = pc.split_pattern_regex(arr, r"\s+", max_splits=2)
+    assert readers._pytx_split(arr).to_pylist() == want.to_pylist()

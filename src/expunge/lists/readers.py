@@ -310,7 +310,7 @@ def read_tokens(
     numbers, content = _line_contents(_decoded_bytes(path, start, first_line), first_line)
     if fmt == "plain":
         return Tokens(path, "plain", numbers, content, None, {})
-    parts = pc.split_pattern_regex(content, r"\s+", max_splits=2)
+    parts = _pytx_split(content)
     lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
     short = np.flatnonzero(lengths < 2)
     if len(short):
@@ -333,6 +333,20 @@ def read_tokens(
         )
     signal = mapped[0] if mapped else None
     return Tokens(path, "pytx", numbers, pc.list_element(parts, 1), signal, {})
+
+
+def _pytx_split(content: pa.Array) -> pa.Array:
+    """``split_pattern_regex(content, r"\\s+", max_splits=2)``, by a plain split on one space where that is
+    the same split (seven times faster): RE2's ``\\s`` is ``[\\t\\n\\f\\r ]``, the lines are trimmed, so
+    without those four bytes and without two spaces in a row, every run of ``\\s`` is one space."""
+    if len(content) and content.null_count == 0:
+        wide = pa.types.is_large_string(content.type)
+        offsets = np.frombuffer(content.buffers()[1], dtype=np.int64 if wide else np.int32)
+        lo, hi = int(offsets[content.offset]), int(offsets[content.offset + len(content)])
+        data = memoryview(content.buffers()[2])[lo:hi].tobytes() if hi > lo else b""
+        if not any(ws in data for ws in (b"\t", b"\n", b"\x0c", b"\r", b"  ")):
+            return pc.split_pattern(content, " ", max_splits=2)
+    return pc.split_pattern_regex(content, r"\s+", max_splits=2)
 
 
 def _string_array(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
