@@ -454,15 +454,24 @@ def import_list(
 
 @dataclass(frozen=True)
 class LoadedBank:
-    """A bank's current values ready for membership tests, and the delta since a given version."""
+    """A bank's current values ready for membership tests, and the delta since a given version.
+
+    The values are read (and their lookup table built) on first use: an incremental match of a list
+    that only grew needs the bank's name and version, not its millions of values.
+    """
 
     name: str
     version: int
     signal: str
     feature: str
     width: int
-    values: SortedSet
+    bank_dir: str
     threshold: int | None = None
+
+    @property
+    def values(self) -> SortedSet:
+        loaded: SortedSet = _load_cached(self.bank_dir, self.version, self.width)
+        return loaded
 
 
 @lru_cache(maxsize=16)
@@ -477,8 +486,8 @@ def load_bank(store: Store, name: str, expect_version: int | None = None) -> Loa
         raise ExpungeError(
             f"bank {name!r} changed during the run (version {info.version}, expected {expect_version})"
         )
-    values = _load_cached(str(store.bank_dir(name)), info.version, info.width)
-    return LoadedBank(name, info.version, info.signal, info.feature, info.width, values, info.threshold)
+    bank_dir = str(store.bank_dir(name))
+    return LoadedBank(name, info.version, info.signal, info.feature, info.width, bank_dir, info.threshold)
 
 
 def added_since(store: Store, name: str, since: int, width: int) -> np.ndarray:

@@ -128,7 +128,8 @@ def _net_added(store_root: str, name: str, since: int, version: int) -> np.ndarr
     added = added_since(store, name, since, bank.width)
     if not len(added) or not _shrank_since(store_root, name, since, version):
         return added  # nothing was removed since: every added value is still there
-    return added[bank.values.contains(added)]
+    kept: np.ndarray = added[bank.values.contains(added)]
+    return kept
 
 
 @lru_cache(maxsize=8)
