@@ -94,6 +94,9 @@ def _worker_start(lifeline: Connection) -> None:
     """
     _die_with_parent()
     _release_forkserver()
+    from expunge.arrow import without_pandas
+
+    without_pandas()  # tasks never hand pyarrow pandas objects: skip its 0.2-0.3 s probe per worker
 
     def watch() -> None:
         _watch_lifeline(lifeline)
