@@ -109,13 +109,15 @@ def probe(feature_file: Path, values: np.ndarray, width: int) -> tuple[np.ndarra
     if len(table) == 0 or len(values) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=f"S{width}")
     query, qp = _query(values, width)
-    prefixes = table["p"]
+    # One contiguous copy of the prefixes: searching the strided column directly makes numpy copy it
+    # for every search. Most queries match nothing, so only those whose prefix is there get a second
+    # search for the end of their run.
+    prefixes = np.ascontiguousarray(table["p"])
     lo = np.searchsorted(prefixes, qp, "left")
-    hi = np.searchsorted(prefixes, qp, "right")
-    some = np.flatnonzero(hi > lo)
+    some = np.flatnonzero(prefixes[np.minimum(lo, len(prefixes) - 1)] == qp)
     if not some.size:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=f"S{width}")
-    counts = (hi - lo)[some]
+    counts = np.searchsorted(prefixes, qp[some], "right") - lo[some]
     # Every candidate position, and the query value it must equal (prefixes can collide).
     starts = np.repeat(lo[some] - np.cumsum(counts) + counts, counts)
     pos = starts + np.arange(int(counts.sum()))
