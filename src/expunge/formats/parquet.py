@@ -18,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from expunge import storage
 from expunge.errors import ExpungeError
-from expunge.formats.paths import walk
+from expunge.formats.paths import is_url, relative, walk
+from expunge.storage.errors import classify as storage_classify
 
 URL_COLUMNS = ("url", "URL", "image_url", "img_url", "link", "URL_")
 CAPTION_COLUMNS = ("caption", "TEXT", "text", "alt", "title", "CAPTION")
@@ -46,25 +48,44 @@ def _is_shard(path: str) -> bool:
 
 def _is_release_record(path: str) -> bool:
     """``removed.parquet`` beside an expunge release's ``MANIFEST.json`` is a record, not a shard."""
-    return os.path.basename(path) == "removed.parquet" and os.path.isfile(
-        os.path.join(os.path.dirname(path), "MANIFEST.json")
-    )
+    if os.path.basename(path) != "removed.parquet":
+        return False
+    if is_url(path):
+        return storage.exists(storage.parse(path).parent.join("MANIFEST.json"))
+    return os.path.isfile(os.path.join(os.path.dirname(path), "MANIFEST.json"))
 
 
 def discover(specs: Sequence[str]) -> tuple[str, list[Shard]]:
     """Resolve directories, globs and files into an ordered shard list and their common root."""
     root, absolute = walk(specs, lambda f: _is_shard(os.path.basename(f)), "parquet")
     absolute = [p for p in absolute if not _is_release_record(p)]
-    shards = [Shard(os.path.relpath(p, root).replace(os.sep, "/"), p) for p in absolute]
+    shards = [Shard(relative(p, root), p) for p in absolute]
     return root, shards
 
 
+def _remote_failure(exc: BaseException, path: str) -> ExpungeError | None:
+    """A failure of the storage under a remote shard (unreachable, denied, gone), as its one line; None
+    when it is the file's own fault (corrupt), which the caller reports as such."""
+    if not is_url(path):
+        return None
+    phrase = storage_classify(exc)
+    if phrase.startswith("storage error ("):
+        return None
+    return ExpungeError(phrase, storage.redact(path))
+
+
 def open_file(path: str) -> pq.ParquetFile:
+    """The shard's footer, read; a URL is opened for random access, so a later read of one column
+    fetches only that column's byte ranges (the index stage reads a remote shard's URL pages only)."""
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(storage.open_input(path) if is_url(path) else path)
     except (pa.ArrowException, OSError) as exc:
+        failure = _remote_failure(exc, path)
+        if failure is not None:
+            raise failure from None
         raise ExpungeError(
-            f"not a readable parquet file: truncated or corrupt footer ({type(exc).__name__})", path
+            f"not a readable parquet file: truncated or corrupt footer ({type(exc).__name__})",
+            storage.redact(path) if is_url(path) else path,
         ) from None
 
 
@@ -90,7 +111,8 @@ def detect_columns(
     require_url: bool = True,
 ) -> ColumnMap:
     """Find the URL, caption and key columns by their LAION / Re-LAION / HF names, or as overridden."""
-    names = open_file(path).schema_arrow.names
+    schema = open_file(path).schema_arrow
+    names = schema.names
     if url is None:
         candidates = {c.lower() for c in URL_COLUMNS}
         several = [n for n in names if n.lower() in candidates]
@@ -108,7 +130,7 @@ def detect_columns(
     if key is not None and key not in names:
         raise ExpungeError(f"no column named {key!r} for keys", path)
     if found is not None:
-        check_text_type(open_file(path).schema_arrow.field(found).type, path, found)
+        check_text_type(schema.field(found).type, path, found)
     return ColumnMap(found, _pick(names, caption, CAPTION_COLUMNS), _pick(names, key, KEY_COLUMNS))
 
 
@@ -177,6 +199,9 @@ def read_row_group(
     try:
         return pf.read_row_group(i, columns=columns)
     except (pa.ArrowException, OSError) as exc:
+        failure = _remote_failure(exc, path)
+        if failure is not None:
+            raise failure from None
         n = pf.metadata.row_group(i).num_rows
         raise ExpungeError(
             f"corrupt or truncated data in row group {i} ({type(exc).__name__})",
@@ -191,6 +216,10 @@ def num_rows(path: str) -> int:
 
 def file_sha256(path: str, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
+    if is_url(path):  # streamed, never held whole in memory
+        for block in storage.iter_chunks(path, chunk):
+            h.update(block)
+        return h.hexdigest()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from expunge import storage
 from expunge.errors import ExpungeError
 from expunge.formats.members import COMPANION_NAMES
+from expunge.formats.paths import is_url
 from expunge.formats.tar import Archive, Entry, member_key, normalize_name, split_key
 
 
@@ -44,6 +46,54 @@ class DataMember(NamedTuple):
 class Layout:
     keys: list[str]  # normalised sample keys, in order of first appearance
     members: list[DataMember]  # every data-carrying entry, in tar order
+
+
+class RemoteArchive(Archive):
+    """A shard on object storage, walked like a local one through ranged reads.
+
+    Headers sit between members, so a walk that fetched each 512-byte header alone would cost one
+    request per member: reads go through a window of :attr:`WINDOW` bytes fetched at once, and a member
+    larger than the window is fetched on its own (a header scan skips it without reading it).
+    """
+
+    WINDOW = 8 << 20
+
+    def __init__(self, path: str) -> None:
+        # Not Archive.__init__: that opens a local descriptor; this reads through a random-access file.
+        self.path = path
+        self.file = storage.open_input(path)
+        with storage.storage_errors(path):
+            self.size = self.file.size()
+        self.end_marker = -1
+        self._start = 0
+        self._window = b""
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _fetch(self, offset: int, n: int) -> bytes:
+        with storage.storage_errors(self.path):
+            data: bytes = self.file.read_at(n, offset)
+        return data
+
+    def read(self, offset: int, n: int) -> bytes:
+        start = offset - self._start
+        if start >= 0 and start + n <= len(self._window):
+            return self._window[start : start + n]
+        if n >= self.WINDOW:
+            data = self._fetch(offset, n)
+        else:
+            self._start = offset
+            self._window = self._fetch(offset, max(0, min(self.WINDOW, self.size - offset)))
+            data = self._window[:n]
+        if len(data) != n:
+            raise self.fail("shard changed size while being read (truncated)", offset + len(data))
+        return data
+
+
+def open_archive(path: str) -> Archive:
+    """The shard at ``path`` (a local path or a storage URL), ready to walk."""
+    return RemoteArchive(path) if is_url(path) else Archive(path)
 
 
 def _sample_members(tar: Archive) -> Iterator[tuple[Entry, str, str]]:
@@ -78,7 +128,7 @@ def scan(path: str) -> Layout:
     not_utf8: list[int] = []
     index: dict[str, int] = {}
     data: list[tuple[tuple[str, str] | None, str, int, int]] = []
-    with Archive(path) as tar:
+    with open_archive(path) as tar:
         for e in tar.entries():
             if e.kind in ("dir", "global"):
                 continue
@@ -126,7 +176,7 @@ def iter_members(path: str) -> Iterator[Member]:
     Only regular files that webdataset would group into samples are yielded; directories, links,
     PAX global headers and ``__meta__`` files are not sample members. No member data is read.
     """
-    with Archive(path) as tar:
+    with open_archive(path) as tar:
         for e, key, ext in _sample_members(tar):
             yield Member(e.name, key, ext, e.offset_data, e.size)
 
@@ -137,7 +187,7 @@ def iter_data(path: str, layout: Layout | None = None) -> Iterator[tuple[int, st
     Memory is bounded by one member.
     """
     layout = layout if layout is not None else scan(path)
-    with Archive(path) as tar:
+    with open_archive(path) as tar:
         for m in layout.members:
             yield m.sample, m.key, m.ext, tar.read(m.offset_data, m.size)
 

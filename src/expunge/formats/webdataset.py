@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from expunge import atomic
+from expunge import atomic, storage
 from expunge.atomic import atomic_path, read_json, write_json
 from expunge.errors import ExpungeError
 from expunge.formats import parquet
@@ -34,7 +34,7 @@ from expunge.formats.base import (
     parquet_rows_or_unreadable,
 )
 from expunge.formats.members import MemberData
-from expunge.formats.paths import walk
+from expunge.formats.paths import is_url, relative, walk
 from expunge.formats.tar import normalize_name
 from expunge.formats.tar_rewrite import frozen, rewrite_tar
 from expunge.formats.tar_scan import iter_data, sample_keys
@@ -59,11 +59,14 @@ def _is_tar(filename: str) -> bool:
     return filename.endswith(SUFFIXES) and not os.path.basename(filename).startswith((".", "_"))
 
 
-def _companions(path: str) -> tuple[str | None, str | None]:
+def _companions(path: str, listed: set[str] | None = None) -> tuple[str | None, str | None]:
+    """img2dataset's ``NAME.parquet`` and ``NAME_stats.json`` beside ``NAME.tar``; for a remote shard,
+    looked up in ``listed`` (the objects of its folders, from one listing, not a HEAD each)."""
     stem = os.path.splitext(path)[0]
     pq_path = stem + ".parquet"
     stats_path = stem + "_stats.json"
-    return (pq_path if os.path.isfile(pq_path) else None, stats_path if os.path.isfile(stats_path) else None)
+    present = (lambda p: p in listed) if listed is not None else os.path.isfile
+    return (pq_path if present(pq_path) else None, stats_path if present(stats_path) else None)
 
 
 def discover_tars(specs: Sequence[str]) -> tuple[str, list[TarShard]]:
@@ -74,7 +77,8 @@ def discover_tars(specs: Sequence[str]) -> tuple[str, list[TarShard]]:
     skipped; globs and directories only contribute ``*.tar``; a file named explicitly is taken as is.
     """
     root, absolute = walk(specs, _is_tar, "tar")
-    shards = [TarShard(os.path.relpath(p, root).replace(os.sep, "/"), p, *_companions(p)) for p in absolute]
+    listed = {x.url for x in storage.walk(root)} if is_url(root) else None
+    shards = [TarShard(relative(p, root), p, *_companions(p, listed)) for p in absolute]
     return root, shards
 
 
@@ -281,12 +285,25 @@ def rewrite_companions(
 # ------------------------------------------------------------------------------------------------
 
 
+def _listing(spec: str) -> list[storage.Location]:
+    """A remote folder's objects for discovery; one that cannot be listed claims nothing here (the
+    format that takes the dataset reports the failure, once)."""
+    try:
+        return storage.walk(spec)
+    except ExpungeError:
+        return []
+
+
 def has_tars(specs: Sequence[str]) -> bool:
     """Discovery: a dataset is a webdataset when a spec is a tar or a folder holds one."""
     for spec in specs:
         spec = spec.removeprefix("file://")
         if spec.endswith(".tar"):
             return True
+        if is_url(spec):
+            if not any(ch in spec for ch in "*?[") and any(_is_tar(x.url) for x in _listing(spec)):
+                return True
+            continue
         if os.path.isdir(spec):
             for _dirpath, dirnames, filenames in os.walk(spec):
                 dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]

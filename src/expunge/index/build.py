@@ -31,10 +31,13 @@ from expunge.features.base import IMAGE_SOURCE, Feature, parse_feature
 from expunge.features.url import QUARANTINE_REASONS, UrlBatch
 from expunge.formats import Shard
 from expunge.formats import parquet as pqfmt
+from expunge.formats.paths import is_url
 
 # Signal modules (built-in and plug-in) register the feature kinds they bring: importing the registry
 # makes every stored feature name parse in this process too (workers start fresh).
 from expunge.signals import registry as _signals  # noqa: F401
+from expunge.storage.fs import ObjectStat
+from expunge.storage.fs import stat as storage_stat
 
 ROWS_FILE = "rows.parquet"
 SAMPLES_FILE = "samples.parquet"
@@ -91,25 +94,100 @@ class IndexResult:
 
 
 def fingerprint(paths: list[str]) -> tuple[int, int]:
-    """Size and newest mtime of a shard's files: the cheap check before any hashing."""
-    stats = [os.stat(p) for p in paths]
-    return sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+    """Size and newest mtime of a shard's files: the cheap check before any hashing.
+
+    A remote object's mtime is not a content signal (and reading it to hash would download it): for
+    shards with URLs the second field is a stable 63-bit integer derived from each object's content tag
+    (its ETag), from one metadata request per object, so that a rewritten object changes it.
+    """
+    if not any(is_url(p) for p in paths):
+        stats = [os.stat(p) for p in paths]
+        return sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+    return _remote_fingerprint([storage_stat(p) for p in paths])
+
+
+def _remote_fingerprint(stats: list[ObjectStat]) -> tuple[int, int]:
+    signals = []
+    for st in stats:
+        signal = st.tag or st.modified
+        if signal is None:
+            # Nothing tells a change: never look unchanged, so the shard's identity is checked.
+            return sum(x.size for x in stats), time.time_ns()
+        signals.append(signal)
+    digest = hashlib.sha256("\0".join(signals).encode()).digest()
+    return sum(x.size for x in stats), int.from_bytes(digest[:8], "big") >> 1
 
 
 def content_sha256(paths: list[str]) -> str:
-    """One file: its SHA-256 (what a release manifest lists). Several: a hash of their hashes."""
+    """One file: its SHA-256 (what a release manifest lists). Several: a hash of their hashes.
+
+    Remote files are streamed (read whole, never held whole): this is the manifest's hash, not the
+    index's identity of a remote shard (see :func:`shard_identity`).
+    """
     digests = [pqfmt.file_sha256(p) for p in paths]
     if len(digests) == 1:
         return digests[0]
     return hashlib.sha256(":".join(digests).encode()).hexdigest()
 
 
+#: How a remote shard's identity starts (``etag:<ETag>:<size>``): never 64 hex digits, so it cannot be
+#: taken for a SHA-256 and copied into a manifest.
+REMOTE_IDENTITY_PREFIX = "etag:"
+
+
+def is_sha256(identity: str) -> bool:
+    """Whether an index identity is a content SHA-256 (local shards), as opposed to a remote tag."""
+    return len(identity) == 64 and all(c in "0123456789abcdef" for c in identity)
+
+
+def shard_identity(paths: list[str], stats: list[ObjectStat] | None = None) -> str:
+    """What the index records as a shard's ``sha256``: its content identity, read as cheaply as it is
+    trustworthy.
+
+    - Local files: :func:`content_sha256` (unchanged).
+    - Remote: ``etag:<ETag>:<size>`` for one object, from one HEAD, without reading it (the index stage
+      of a remote shard reads the URL column's pages only). Several files, any remote:
+      ``etag:<sha256 of their identities joined by ':'>:<total size>``. A backend that reports no
+      content tag (fsspec's memory filesystem) gets the object's real SHA-256 instead, streamed.
+
+    The clean stage recomputes this with the same function (one HEAD per object) to confirm the source
+    it rewrites is the one that was indexed; the manifest's SHA-256 is computed from the bytes the
+    clean stage reads or copies, never taken from an ``etag:`` identity.
+    """
+    if not any(is_url(p) for p in paths):
+        return content_sha256(paths)
+    if stats is None:
+        stats = [storage_stat(p) if is_url(p) else ObjectStat(0, None, None) for p in paths]
+    parts: list[str] = []
+    for p, st in zip(paths, stats, strict=True):
+        if is_url(p) and st.tag is not None:
+            parts.append(f"{REMOTE_IDENTITY_PREFIX}{st.tag}:{st.size}")
+        else:
+            parts.append(pqfmt.file_sha256(p))
+    if len(parts) == 1:
+        return parts[0]
+    if all(is_sha256(x) for x in parts):
+        return hashlib.sha256(":".join(parts).encode()).hexdigest()
+    total = sum(st.size if is_url(p) else os.path.getsize(p) for p, st in zip(paths, stats, strict=True))
+    joined = hashlib.sha256(":".join(parts).encode()).hexdigest()
+    return f"{REMOTE_IDENTITY_PREFIX}{joined}:{total}"
+
+
+def _identify(paths: list[str]) -> tuple[int, int, str]:
+    """Fingerprint and identity together: one HEAD per remote object for both."""
+    if not any(is_url(p) for p in paths):
+        size, mtime = fingerprint(paths)
+        return size, mtime, content_sha256(paths)
+    stats = [storage_stat(p) for p in paths]
+    size, mtime = _remote_fingerprint(stats)
+    return size, mtime, shard_identity(paths, stats)
+
+
 def index_shard(task: IndexTask) -> IndexResult:
     started = time.perf_counter()
     fmt = task.shard.handler
     files = fmt.content_files(task.shard)
-    size, mtime = fingerprint(files)
-    sha = content_sha256(files)
+    size, mtime, sha = _identify(files)
     features, rows_needed = task.features, task.rows_needed
     if task.known_sha256 is not None:
         if sha == task.known_sha256 and not features and not rows_needed:
@@ -160,6 +238,11 @@ def index_shard(task: IndexTask) -> IndexResult:
             )
         result.images = n
         result.image_errors = errors
+    # A remote object can be replaced between the HEAD that named it and the ranged reads that indexed
+    # it; a second HEAD catches that, so features are never filed under another object's identity.
+    worked = rows_needed or by_source or image_features
+    if worked and any(is_url(p) for p in files) and _identify(files)[2] != sha:
+        raise ExpungeError("shard changed while it was being indexed; run again", task.shard_name)
     result.seconds = time.perf_counter() - started
     return result
 
