@@ -17,6 +17,7 @@ from expunge.formats.registry import release_format
 from expunge.index.build import content_sha256
 from expunge.release import manifest as mf
 from expunge.release import sign
+from expunge.storage.location import Location, parse
 
 
 def shard_files(release: Path, name: str) -> tuple[list[str], int | None]:
@@ -74,7 +75,7 @@ def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
 
 
 def _check_sequence(
-    man: dict[str, Any], where: Path, min_sequence: int | None, previous: Path | None
+    man: dict[str, Any], where: Path | str, min_sequence: int | None, previous: Path | None
 ) -> list[str]:
     problems: list[str] = []
     seq = mf.sequence_of(man)
@@ -97,8 +98,8 @@ def _check_sequence(
 
 
 def verify_release(
-    release: Path,
-    manifest_path: Path | None = None,
+    release: Path | Location | str,
+    manifest_path: Path | Location | str | None = None,
     pubkey: Path | None = None,
     *,
     min_sequence: int | None = None,
@@ -106,8 +107,36 @@ def verify_release(
 ) -> list[str]:
     """Every mismatch found, as one line each; an empty list means the release checks out.
 
-    Re-matching the rows against lists is ``api.verify``'s part: this layer never calls up."""
-    manifest_path = manifest_path or release / mf.MANIFEST
+    A release (or manifest) given by URL is checked where it is, without downloading it
+    (``verify_remote``). Re-matching the rows against lists is ``api.verify``'s part: this layer
+    never calls up."""
+    release_loc = parse(release)
+    manifest_loc = parse(manifest_path) if manifest_path is not None else None
+    if not release_loc.is_local or (manifest_loc is not None and not manifest_loc.is_local):
+        from expunge.release.verify_remote import verify_remote
+
+        return verify_remote(release_loc, manifest_loc, pubkey, min_sequence=min_sequence, previous=previous)
+    # Local paths keep the spelling they were given: problems name them as the user wrote them.
+    folder = _as_given(release, release_loc)
+    man_path = folder / mf.MANIFEST if manifest_loc is None else _as_given(manifest_path, manifest_loc)
+    return _verify_local(folder, man_path, pubkey, min_sequence=min_sequence, previous=previous)
+
+
+def _as_given(spec: Path | Location | str | None, loc: Location) -> Path:
+    """A local path spelled as the user gave it (``file://`` URLs and Locations by their path)."""
+    if isinstance(spec, Path) or (isinstance(spec, str) and "://" not in spec):
+        return Path(spec)
+    return Path(loc.path)
+
+
+def _verify_local(
+    release: Path,
+    manifest_path: Path,
+    pubkey: Path | None,
+    *,
+    min_sequence: int | None,
+    previous: Path | None,
+) -> list[str]:
     problems: list[str] = []
     man = mf.load(manifest_path)
     data = manifest_path.read_bytes()
