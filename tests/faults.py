@@ -18,6 +18,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = ("replace", "rename", "fsync", "link")
+# Object-store writes (expunge.storage.fs): each request is an event too, so a run against S3 can be
+# killed between any two of them (mid-publish, mid-push of the store).
+STORAGE_EVENTS = ("put_file", "put_bytes", "copy", "delete", "create_if_absent")
 KILLED = 137
 
 
@@ -39,6 +42,18 @@ def install() -> None:
 
     for name in EVENTS:
         wrap(name)
+    from expunge.storage import fs as storage_fs
+
+    for name in STORAGE_EVENTS:
+        real_fn: Callable[..., Any] = getattr(storage_fs, name)
+
+        def hooked_fn(*args: Any, _real: Callable[..., Any] = real_fn, **kwargs: Any) -> Any:
+            count[0] += 1
+            if count[0] == at:
+                os._exit(KILLED)
+            return _real(*args, **kwargs)
+
+        setattr(storage_fs, name, hooked_fn)
     if log:
         atexit.register(lambda: Path(log).write_text(str(count[0])))
 

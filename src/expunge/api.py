@@ -6,6 +6,7 @@ calling ``clean`` twice does the work once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from expunge.review.queue import ReviewQueue
     from expunge.review.verdicts import ImportResult as VerdictResult
     from expunge.stages.triage import TriageRun
+    from expunge.storage.location import Location
 
 
 @dataclass(frozen=True)
@@ -66,28 +68,48 @@ class ListSpec:
 Options = RunConfig  # the name callers have used since the first release
 
 
+@contextlib.contextmanager
+def _held_store(spec: str | Path) -> Iterator[Store]:
+    """A store by folder or URL. A remote store (``s3://…``) is locked by a conditional write and worked
+    on through a local copy, pulled first and pushed after (``storage.mirror``)."""
+    from expunge.arrow import without_pandas
+    from expunge.storage.location import is_remote
+
+    without_pandas()  # every command that opens a store works on Arrow data: skip pyarrow's pandas probe
+    if not is_remote(spec):
+        yield Store(spec)
+        return
+    from expunge.storage.location import parse
+    from expunge.storage.mirror import RemoteStore
+
+    with RemoteStore(parse(spec)).held() as local:
+        yield Store(local)
+
+
 class _Session:
     """One command's hold on the store: the lock, the executor and a pipeline built from ``config``."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.store = Store(config.store).ensure()
-        self.executor: Executor = make_executor(config.executor, config.workers, config.address)
-        self.pipeline = Pipeline(self.store, self.executor, config)
-        self._lock = self.store.lock()
+        self._stack = contextlib.ExitStack()
 
     def dataset(self, dataset: Sequence[str]) -> Dataset:
         return open_dataset(self.store, list(dataset), self.config)
 
     def __enter__(self) -> _Session:
-        self._lock.__enter__()
+        with contextlib.ExitStack() as stack:
+            self.store = stack.enter_context(_held_store(self.config.store)).ensure()
+            stack.enter_context(self.store.lock())
+            self.executor: Executor = make_executor(
+                self.config.executor, self.config.workers, self.config.address
+            )
+            stack.callback(self.executor.close)
+            self.pipeline = Pipeline(self.store, self.executor, self.config)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self.executor.close()
-        finally:
-            self._lock.__exit__(None, None, None)
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
 
 
 def import_list(
@@ -107,15 +129,14 @@ def import_list(
 ) -> ImportResult:
     """Import a list as a new bank version; ``negative``: an allow-list of cleared values (a finding
     whose matched value it holds never removes a row)."""
-    s = Store(store)
-    with s.lock():
+    with _held_store(store) as s, s.lock():
         args = (name, signal, recipe, source, label, fmt, column, threshold)
         return _import_list(s, Path(path), *args, allow_empty=allow_empty, negative=negative)
 
 
 def list_banks(store: str | Path = DEFAULT_STORE) -> list[BankInfo]:
-    s = Store(store)
-    return [load_info(s, n) for n in s.bank_names()]
+    with _held_store(store) as s:
+        return [load_info(s, n) for n in s.bank_names()]
 
 
 def _scope(
@@ -195,11 +216,62 @@ def clean(
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
             )
-        target = check_out_location(s.store, ds, Path(out))
+        remote = _remote_out(out, ds)
+        staged = remote.staged if remote is not None else Path(out)
+        target = check_out_location(s.store, ds, staged)
         with folder_lock(target, "the output folder"):
             summary = _stages(s, ds, infos, target, s.config.cover)
-        s.pipeline.write_ledger("clean", {"out": str(Path(out).absolute())})
+            if remote is not None:
+                remote.publish(ds, summary)
+        where = remote.url.url if remote is not None else str(Path(out).absolute())
+        s.pipeline.write_ledger("clean", {"out": where})
         return summary
+
+
+@dataclass(frozen=True)
+class _RemoteOut:
+    """A release bound for object storage: written to a local staging folder like any release, then
+    published (``release.publish``): each file in one request, untouched remote shards copied
+    server-side, the manifest last, stale objects deleted after it."""
+
+    url: Location
+    staged: Path
+
+    def publish(self, ds: Dataset, summary: dict[str, Any]) -> None:
+        from expunge.release.publish import publish
+        from expunge.storage.location import is_remote, parse
+
+        copies: dict[str, Location] = {}
+        actions = {str(sh.get("name")): sh.get("action") for sh in summary.get("shards", [])}
+        for shard in ds.shards:
+            source = shard.location
+            # An untouched shard already sits on the same object store: copied there, never sent.
+            if actions.get(shard.name) in ("linked", "copied") and is_remote(source):
+                src = parse(source)
+                if (
+                    src.protocol == self.url.protocol
+                    and src.path.split("/", 1)[0] == self.url.path.split("/", 1)[0]
+                ):
+                    copies[shard.name] = src
+        publish(
+            self.staged, self.url, copies=copies, state_dir=self.staged.parent / (self.staged.name + ".state")
+        )
+
+
+def _remote_out(out: str | Path, ds: Dataset) -> _RemoteOut | None:
+    """``--out`` as a URL: where it is staged locally; refused when it overlaps the dataset's prefix."""
+    from expunge.storage.location import is_remote, parse
+    from expunge.storage.mirror import local_copy
+
+    if not is_remote(out):
+        return None
+    url = parse(out)
+    if is_remote(ds.root):
+        root = parse(ds.root).url.rstrip("/")
+        dest = url.url.rstrip("/")
+        if dest == root or dest.startswith(root + "/") or root.startswith(dest + "/"):
+            raise ExpungeError("the output must not contain, or lie inside, the dataset", url.redacted())
+    return _RemoteOut(url, local_copy(url, "releases") / "release")
 
 
 def _review_queue(s: _Session, ds: Dataset) -> ReviewQueue:
@@ -392,7 +464,7 @@ def bank(name: str, store: str | Path = DEFAULT_STORE) -> BankInfo:
 def verify(
     release: str | Path,
     *,
-    manifest: Path | None = None,
+    manifest: str | Path | None = None,
     pubkey: Path | None = None,
     lists: Sequence[str] = (),
     workers: int | None = None,
@@ -400,23 +472,32 @@ def verify(
     previous: Path | None = None,
 ) -> list[str]:
     """Every way ``release`` differs from what its manifest vouches for, one line each (empty: it
-    checks out). With ``lists``, a release that checks out is also matched afresh: no row may match."""
+    checks out). With ``lists``, a release that checks out is also matched afresh: no row may match.
+    ``release`` (and ``manifest``) may be URLs: a remote release is checked in place."""
     from expunge.release.verify import verify_release
+    from expunge.storage.location import Location, is_remote, parse
 
-    release = Path(release)
-    problems = verify_release(release, manifest, pubkey, min_sequence=min_sequence, previous=previous)
+    remote = is_remote(release) or (manifest is not None and is_remote(manifest))
+    target: Path | Location = parse(release) if remote else Path(release)
+    problems = verify_release(target, manifest, pubkey, min_sequence=min_sequence, previous=previous)
     if lists and not problems:
         import tempfile
 
         from expunge.release import manifest as mf
 
-        shards = mf.load(manifest or release / mf.MANIFEST).get("shards", [])
+        if isinstance(target, Location):
+            from expunge.release.verify_remote import load_manifest
+
+            man = load_manifest(parse(manifest) if manifest is not None else target.join(mf.MANIFEST))[0]
+            specs = [(target if s["name"] == "." else target.join(s["name"])).url for s in man["shards"]]
+        else:
+            man = mf.load(Path(manifest) if manifest is not None else target / mf.MANIFEST)
+            specs = [str(target / s["name"]) for s in man.get("shards", [])]
         with tempfile.TemporaryDirectory(prefix="expunge-verify-") as tmp:
-            specs = [str(release / s["name"]) for s in shards]
             config = RunConfig(store=Path(tmp) / "store", workers=workers)
             found_rows = clean(specs, Path(tmp) / "out", lists=list(lists), opts=config)
         for name, n in sorted(found_rows["removed_by_bank"].items()):
-            problems.append(f"{release}: {n} rows still match bank {name}")
+            problems.append(f"{target}: {n} rows still match bank {name}")
     return problems
 
 
@@ -525,8 +606,7 @@ def lineage_build(cards: Sequence[str | Path], *, store: str | Path = DEFAULT_ST
     from expunge.lineage.cards import read_sources
     from expunge.lineage.graph import LineageGraph
 
-    s = Store(store)
-    with s.lock():
+    with _held_store(store) as s, s.lock():
         found = read_sources([Path(c) for c in cards])
         graph = LineageGraph.from_cards(found)
         graph.save(_lineage_graph_dir(s), s.tmp)
@@ -590,24 +670,26 @@ def lineage_mark(
         raise ExpungeError("a renamed dataset needs --successor (its new id)", Path(dataset_id))
     ref = lm.release_ref(Path(release)) if release is not None else None
     warnings: list[str] = []
-    s = Store(store)
-    folder = _lineage_graph_dir(s)
-    resolved = None
-    if folder.is_dir():
-        graph = _lineage_load_graph(s)
-        resolved = graph.resolve(dataset_id) or (canonical if graph.node(canonical) else None)
-    if resolved is None:
-        warnings.append(f"{canonical}: not in the lineage graph; build it first or check the id")
-    dataset = resolved or canonical
-    if status == "removed" and ref is None:
-        warnings.append(f"{dataset}: marked without --release: no removed-row count and no cleaned successor")
-    if ref is not None and ref.rows_removed == 0:
-        warnings.append(f"{dataset}: the release given removed no rows")
-    mark = lm.Mark(dataset, status, lm.utc_now(), ref, succ)
-    with s.lock():
-        current = lm.load(s.lineage_dir())
-        lm.add_mark(current, mark)
-        lm.save(s.lineage_dir(), current, s.tmp)
+    with _held_store(store) as s:
+        folder = _lineage_graph_dir(s)
+        resolved = None
+        if folder.is_dir():
+            graph = _lineage_load_graph(s)
+            resolved = graph.resolve(dataset_id) or (canonical if graph.node(canonical) else None)
+        if resolved is None:
+            warnings.append(f"{canonical}: not in the lineage graph; build it first or check the id")
+        dataset = resolved or canonical
+        if status == "removed" and ref is None:
+            warnings.append(
+                f"{dataset}: marked without --release: no removed-row count and no cleaned successor"
+            )
+        if ref is not None and ref.rows_removed == 0:
+            warnings.append(f"{dataset}: the release given removed no rows")
+        mark = lm.Mark(dataset, status, lm.utc_now(), ref, succ)
+        with s.lock():
+            current = lm.load(s.lineage_dir())
+            lm.add_mark(current, mark)
+            lm.save(s.lineage_dir(), current, s.tmp)
     return LineageMarkResult(
         dataset,
         status,
@@ -631,8 +713,8 @@ def lineage_report(
 
     if fmt not in FORMATS:
         raise ExpungeError(f"unknown report format {fmt!r} ({', '.join(FORMATS)})")
-    s = Store(store)
-    report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
+    with _held_store(store) as s:
+        report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
     text = render(report, fmt)
     if out is not None:
         atomic.write_bytes(Path(out), text.encode("utf-8"))
@@ -646,8 +728,8 @@ def lineage_notices(out: str | Path, *, store: str | Path = DEFAULT_STORE) -> di
     from expunge.lineage.notices import INDEX, POINTERS, write_notices
     from expunge.lineage.report import build_report
 
-    s = Store(store)
-    report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
+    with _held_store(store) as s:
+        report = build_report(_lineage_load_graph(s), lm.load(s.lineage_dir()))
     written = write_notices(report, Path(out))
     return {
         "notices": len(written),
@@ -757,6 +839,5 @@ def proxy_import(
     exported, that it names only digests of that query) and record it as banks the next clean uses."""
     from expunge.proxy.importer import import_answer
 
-    s = Store(store)
-    with s.lock():
+    with _held_store(store) as s, s.lock():
         return import_answer(s, Path(answer), pubkey=pubkey, query=query, name=name)

@@ -245,5 +245,12 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
 
 
 def dataset_id(root: str) -> str:
-    digest = hashlib.sha256(os.path.abspath(root).encode("utf-8")).hexdigest()[:12]
-    return f"{_safe(Path(root).name)[:40]}-{digest}"
+    """A dataset's folder name in the store, from where it lives: a local root by its absolute path, a
+    remote one by its URL (the same on every machine, so a store shared through object storage finds
+    the dataset's index wherever the command runs)."""
+    from expunge.storage.location import is_remote, parse
+
+    where = parse(root).url.rstrip("/") if is_remote(root) else os.path.abspath(root)
+    name = where.rsplit("/", 1)[-1] if is_remote(root) else Path(root).name
+    digest = hashlib.sha256(where.encode("utf-8")).hexdigest()[:12]
+    return f"{_safe(name)[:40]}-{digest}"

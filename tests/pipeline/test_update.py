@@ -104,9 +104,10 @@ def test_records_name_rows_alike_when_captured_reused_or_read(tmp_path: Path) ->
         t = pq.read_table(ds.root / shard, columns=["url", "key"]).slice(row, 1).to_pylist()[0]
         url = t["url"].encode("utf-8") if t["url"] is not None else None
         assert row_key == (None if url is None else hashlib.blake2b(url, key=key, digest_size=16).digest())
-        assert key_hash == hashlib.blake2b(
-            str(t["key"]).encode(), key=key, digest_size=16, person=b"sample-key"
-        ).digest()
+        assert (
+            key_hash
+            == hashlib.blake2b(str(t["key"]).encode(), key=key, digest_size=16, person=b"sample-key").digest()
+        )
     with iwf.open("a") as fh:
         fh.writelines(
             f"{hashlib.md5(f'none-{i}'.encode()).hexdigest()},{20_000 + i},synthetic\n" for i in range(50)

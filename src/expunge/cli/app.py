@@ -133,7 +133,7 @@ def lists_import(
             help="An allow-list: values a hotline or you cleared; their findings never remove a row.",
         ),
     ] = False,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Import a list as a new version of a bank; a malformed line, or no value at all, refuses the file."""
     res = api.import_list(
@@ -165,7 +165,7 @@ def lists_import(
 
 
 @lists_app.command("ls")
-def lists_ls(store: StoreOpt = Path(DEFAULT_STORE), as_json: JsonOpt = False) -> None:
+def lists_ls(store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False) -> None:
     """Show the banks in the store with their provenance (never their values)."""
     banks = api.list_banks(store)
     if as_json:
@@ -177,7 +177,7 @@ def lists_ls(store: StoreOpt = Path(DEFAULT_STORE), as_json: JsonOpt = False) ->
 @lists_app.command("diff")
 def lists_diff(
     name: Annotated[str, typer.Argument(metavar="BANK", help="Bank name.")],
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Version history of a bank: how many values each import added and removed."""
     render.bank_history(api.bank(name, store))
@@ -212,7 +212,7 @@ def match_cmd(
 def clean_cmd(
     dataset: DatasetArg,
     config: RunConfig,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the cleaned release.")],
+    out: Annotated[str, typer.Option("--out", help="Folder or URL (s3://...) for the cleaned release.")],
     lists: Annotated[
         list[str] | None, typer.Option("--list", help="FILE:SIGNAL[:RECIPE] to import and use (repeatable).")
     ] = None,
@@ -460,9 +460,11 @@ def keygen_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    release: Annotated[Path, typer.Argument(help="A release folder written by 'expunge clean'.")],
+    release: Annotated[
+        str, typer.Argument(help="A release written by 'expunge clean': a folder or a URL (s3://...).")
+    ],
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="Manifest (default: RELEASE/MANIFEST.json).")
+        str | None, typer.Option("--manifest", help="Manifest (default: RELEASE/MANIFEST.json).")
     ] = None,
     pubkey: Annotated[
         Path | None, typer.Option("--pubkey", help="Public key: the manifest's signature must match.")
@@ -549,7 +551,7 @@ def lineage_build_cmd(
             help="Card folders (models/, datasets/, one folder per repo) or parquet dumps.",
         ),
     ],
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Read model and dataset cards into the store's lineage graph; messy cards warn, never stop it."""
     res = api.lineage_build(cards, store=store)
@@ -580,7 +582,7 @@ def lineage_mark_cmd(
     successor: Annotated[
         str | None, typer.Option("--successor", help="Repo id of the successor (required for renamed).")
     ] = None,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Record that a dataset had rows removed (or was withdrawn, gated, renamed) and what succeeds it."""
     res = api.lineage_mark(dataset_id, release=release, status=status, successor=successor, store=store)
@@ -599,7 +601,7 @@ def lineage_mark_cmd(
 def lineage_report_cmd(
     fmt: Annotated[str, typer.Option("--format", help="text (default), json or html.")] = "text",
     out: Annotated[Path | None, typer.Option("--out", help="Write the report to this file.")] = None,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Every model and dataset downstream of a marked dataset: path, removed rows, cleaned successor."""
     text = api.lineage_report(fmt=fmt, out=out, store=store)
@@ -612,7 +614,7 @@ def lineage_report_cmd(
 @lineage_app.command("notices")
 def lineage_notices_cmd(
     out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the notices.")],
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """One Markdown notice per affected repo, an index, and the cards pointing at withdrawn datasets."""
     res = api.lineage_notices(out, store=store)
@@ -699,7 +701,7 @@ def proxy_import_cmd(
     name: Annotated[
         str | None, typer.Option("--name", help="Bank name (NAME-SIGNAL-RECIPE for several signals).")
     ] = None,
-    store: StoreOpt = Path(DEFAULT_STORE),
+    store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Holder: check an answer (signature, that it answers this store's query, only its digests) and

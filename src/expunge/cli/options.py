@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +20,9 @@ import typer
 from expunge.config import DEFAULT_EXECUTOR, DEFAULT_STORE, MAX_PIXELS, QUALITY_FLOOR, RunConfig
 from expunge.progress import RichReporter
 
-StoreOpt = Annotated[Path, typer.Option("--store", help="State folder (banks, index, findings, runs).")]
+StoreOpt = Annotated[
+    str, typer.Option("--store", help="State folder or URL (s3://...): banks, index, findings, runs.")
+]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
 ExecutorOpt = Annotated[
     str, typer.Option("--executor", help="Where tasks run: local, or ray (a Ray cluster).")
@@ -59,7 +60,7 @@ def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 
 RUN_OPTIONS: tuple[inspect.Parameter, ...] = (
-    _option("store", StoreOpt, Path(DEFAULT_STORE)),
+    _option("store", StoreOpt, DEFAULT_STORE),
     _option("workers", WorkersOpt, None),
     _option("executor", ExecutorOpt, DEFAULT_EXECUTOR),
     _option("address", AddressOpt, None),

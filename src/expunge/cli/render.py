@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def banks_table(banks: list[BankInfo], store: Path) -> None:
+def banks_table(banks: list[BankInfo], store: Path | str) -> None:
     table = Table(title=f"banks in {store}")
     for col in ("name", "signal", "recipe", "threshold", "source", "version", "label", "values"):
         table.add_column(col, justify="right" if col in ("version", "values", "threshold") else "left")
@@ -72,7 +72,7 @@ def release_diff(diff: dict[str, Any]) -> None:
     console.print(f"{diff['unchanged']} shards unchanged")
 
 
-def print_summary(summary: dict[str, Any], out_dir: Path, con: Console | None = None) -> None:
+def print_summary(summary: dict[str, Any], out_dir: Path | str, con: Console | None = None) -> None:
     con = con or console
     table = Table(title="expunge clean")
     table.add_column("", style="bold")

@@ -84,7 +84,23 @@ def _watch_lifeline(lifeline: Connection) -> None:
             lifeline.recv_bytes()
 
 
-def _worker_start(lifeline: Connection) -> None:
+# Where storage backends read endpoints and credentials from (boto, gcsfs, adlfs, huggingface_hub,
+# fsspec), and expunge's own settings. Workers come from a forkserver started once per process, with the
+# environment of that moment; these are handed to each worker as they are when its pool starts.
+_PASSED_ENV = ("AWS_", "GOOGLE_", "GCE_", "AZURE_", "HF_", "HUGGING_FACE_", "FSSPEC_", "EXPUNGE_")
+
+
+def _storage_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_PASSED_ENV)}
+
+
+def _adopt_env(env: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith(_PASSED_ENV) and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _worker_start(lifeline: Connection, env: dict[str, str] | None = None) -> None:
     """Pool initializer: a worker lives no longer than the process that made the pool.
 
     A worker waits for tasks on a queue whose write end it holds itself, so it never sees its owner die.
@@ -94,6 +110,8 @@ def _worker_start(lifeline: Connection) -> None:
     """
     _die_with_parent()
     _release_forkserver()
+    if env is not None:
+        _adopt_env(env)  # the pool owner's storage settings now, not the forkserver's from its start
     from expunge.arrow import without_pandas
 
     without_pandas()  # tasks never hand pyarrow pandas objects: skip its 0.2-0.3 s probe per worker
@@ -138,7 +156,10 @@ class LocalExecutor:
             read, write = ctx.Pipe(duplex=False)
             self._lifeline = (read, write)
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_worker_start, initargs=(read,)
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_worker_start,
+                initargs=(read, _storage_env()),
             )
         return self._pool
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from expunge import atomic
 from expunge.formats import parquet
 from expunge.formats.members import MemberData
 
@@ -79,6 +80,25 @@ class CleanRows:
 class ShardOutputs:
     files: list[Path]  # every file the shard puts in the release
     main: list[Path]  # the subset whose SHA-256 (``content_sha256``) is the released shard's identity
+
+
+def place(source: str, final: Path, tmp_dir: Path) -> str:
+    """An exact copy of a shard at ``final``: hard-linked (or copied) from a local file, downloaded from a
+    remote one (a remote release then copies the object server-side instead of sending these bytes;
+    they are here so the manifest's hash is of the bytes published). Appears atomically either way."""
+    from expunge.storage.location import is_remote
+
+    if not is_remote(source):
+        return atomic.copy_or_link(Path(source), final, tmp_dir)
+    from expunge.storage import fs
+    from expunge.storage.errors import storage_errors
+    from expunge.storage.location import parse
+
+    loc = parse(source)
+    with atomic.atomic_path(final, tmp_dir) as tmp, open(tmp, "wb") as fh, storage_errors(loc):
+        for chunk in fs.iter_chunks(loc):
+            fh.write(chunk)
+    return "copied"
 
 
 class ShardFormat(ABC):

@@ -375,7 +375,7 @@ def rewrite(
                 if dropped:
                     gone = pa.array(~mask)
                     for c in dropped:
-                        dropped[c].append(table.column(c).combine_chunks().filter(gone))
+                        dropped[c].append(_filter_column(table.column(c), gone, src, c).combine_chunks())
                 table = _filter(table, pa.array(mask), src)
             if table.num_rows == 0:
                 continue

@@ -8,6 +8,7 @@ format's side of the interface. CLIP embedding files aligned row by row with a s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from expunge import atomic
+from expunge.errors import ExpungeError
 from expunge.formats import parquet
 from expunge.formats.base import (
     CleanRows,
@@ -23,8 +25,10 @@ from expunge.formats.base import (
     ShardFormat,
     ShardOutputs,
     parquet_rows_or_unreadable,
+    place,
 )
 from expunge.formats.embeddings import EmbeddingFile, check_aligned, find_aligned, rewrite_embeddings
+from expunge.formats.paths import is_url
 
 
 class ParquetFormat(ShardFormat):
@@ -54,7 +58,7 @@ class ParquetFormat(ShardFormat):
         for emb, _ in embeddings:  # check every file before writing any
             check_aligned(emb, rows.rows_in)
         if not rows.gone:
-            action = atomic.copy_or_link(Path(shard.location), target.out, target.tmp_dir)
+            action = place(shard.location, target.out, target.tmp_dir)
             for emb, dst in embeddings:
                 atomic.copy_or_link(Path(emb.path), dst, target.tmp_dir)
             return action
@@ -77,6 +81,33 @@ class ParquetFormat(ShardFormat):
         return [str(main)], parquet_rows_or_unreadable(main) if main.is_file() else None
 
 
+@functools.lru_cache(maxsize=8)
+def _refuse_remote_embeddings(root: str) -> None:
+    """Embedding files beside a dataset on object storage are not paired with their shards yet: a
+    release without them would silently drop files the dataset had, so the run is refused instead.
+    Looked for where :func:`find_aligned` looks: ``*_emb`` folders and ``.npy`` files directly in the
+    dataset's folder or its parent."""
+    from expunge import storage
+
+    base = storage.parse(root)
+    fs = storage.filesystem(base)
+    for where in (base, base.parent):
+        with storage.storage_errors(where):
+            try:
+                entries = fs.ls(where.url, detail=True)
+            except FileNotFoundError:
+                continue
+        for entry in entries:
+            name = str(entry.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+            folder = entry.get("type") == "directory"
+            if (folder and name.endswith("_emb")) or (not folder and name.endswith(".npy")):
+                raise ExpungeError(
+                    "embedding files (.npy) beside a dataset on object storage are not supported yet: "
+                    "clean the dataset from a local copy",
+                    where.redacted(),
+                )
+
+
 def _embeddings(shard: Shard, target: CleanTarget) -> list[tuple[EmbeddingFile, Path]]:
     """CLIP embedding files aligned with this metadata shard, and where each goes in the release.
 
@@ -84,6 +115,9 @@ def _embeddings(shard: Shard, target: CleanTarget) -> list[tuple[EmbeddingFile, 
     they go to the same-named folder at the top of the release.
     """
     if not target.dataset_root or target.out_root is None:
+        return []
+    if is_url(shard.location):
+        _refuse_remote_embeddings(target.dataset_root)
         return []
     found = []
     for emb in find_aligned(shard.location, target.dataset_root):

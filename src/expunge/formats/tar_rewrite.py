@@ -7,12 +7,15 @@ ranges are handed to the kernel (``copy_file_range``) where it allows, so a rewr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Collection
+import tempfile
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from expunge.errors import ExpungeError
+from expunge.formats.paths import is_url
 from expunge.formats.tar import BLOCK, RECORD, Archive, member_key, normalize_name, padded
 
 _COPY_CHUNK = 1 << 22
@@ -84,6 +87,23 @@ def _record_size(total: int, trailer: int) -> int | None:
     return None
 
 
+@contextlib.contextmanager
+def _fetched(src: str, folder: Path) -> Iterator[str]:
+    """A remote tar as a local temporary file: a rewrite keeps nearly every byte of it, so the whole
+    object is read once, streamed, then the byte ranges are copied locally as for any shard."""
+    from expunge import storage
+
+    fd, name = tempfile.mkstemp(prefix=".expunge-fetch-", suffix=".tar", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh, storage.storage_errors(storage.parse(src)):
+            for chunk in storage.iter_chunks(src):
+                fh.write(chunk)
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
 def rewrite_tar(src: str, dst: Path, drop_keys: Collection[str]) -> tuple[int, int]:
     """Write ``src`` to ``dst`` without any member of the samples in ``drop_keys`` (normalised keys).
 
@@ -97,6 +117,9 @@ def rewrite_tar(src: str, dst: Path, drop_keys: Collection[str]) -> tuple[int, i
     The whole shard is validated before ``dst`` is opened; ``dst`` is written in place, so callers
     wrap it in :func:`expunge.atomic.atomic_path`. Returns ``(samples_kept, samples_dropped)``.
     """
+    if is_url(src):
+        with _fetched(src, Path(dst).parent) as local:
+            return rewrite_tar(local, dst, drop_keys)
     drop = frozen(drop_keys)
     ranges: list[list[int]] = []  # coalesced [start, end) ranges to keep
     kept: set[str] = set()

@@ -27,11 +27,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from expunge import atomic
+from expunge import atomic, storage
 from expunge.errors import ExpungeError
 from expunge.formats.base import CleanRows, CleanTarget, Shard, ShardFormat, ShardOutputs
 from expunge.formats.parquet import ColumnMap
-from expunge.formats.paths import walk
+from expunge.formats.paths import is_url, walk
 from expunge.formats.text_read import (
     BLANK,
     MEDIA,
@@ -93,6 +93,12 @@ class TextFormat(ShardFormat):
         return any(split_name(p) is not None for p in found)
 
     def discover(self, specs: Sequence[str]) -> tuple[str, list[Shard]]:
+        remote = [s for s in specs if is_url(s)]
+        if remote:
+            raise ExpungeError(
+                "text datasets (.tsv/.csv/.jsonl) on object storage are not supported yet: copy them locally",
+                storage.redact(remote[0]),
+            )
         root, found = walk(specs, _is_shard, "text")
         for p in found:
             if split_name(p) is None:

@@ -32,6 +32,7 @@ from expunge.formats.base import (
     ShardFormat,
     ShardOutputs,
     parquet_rows_or_unreadable,
+    place,
 )
 from expunge.formats.members import MemberData
 from expunge.formats.paths import is_url, relative, walk
@@ -205,7 +206,7 @@ def _rows_of_keys(src: str, drop: Collection[str], key_column: str, in_tar: set[
 
 def _read_stats(path: str) -> dict[str, Any]:
     try:
-        stats = read_json(Path(path))
+        stats = json.loads(storage.read_bytes(path)) if is_url(path) else read_json(Path(path))
     except json.JSONDecodeError as exc:
         raise ExpungeError("stats file is not valid JSON", path, f"line {exc.lineno}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -351,10 +352,10 @@ class WebDatasetFormat(ShardFormat):
         """Tar without every member of the dropped samples; companions without their rows; stats adjusted."""
         out, tmp_dir = target.out, target.tmp_dir
         if not rows.gone:
-            how = atomic.copy_or_link(Path(shard.location), out, tmp_dir)
+            how = place(shard.location, out, tmp_dir)
             for companion in (shard.metadata, *shard.companions):
                 if companion:
-                    atomic.copy_or_link(Path(companion), out.parent / os.path.basename(companion), tmp_dir)
+                    place(companion, out.parent / os.path.basename(companion), tmp_dir)
             return how
         with atomic.atomic_path(out, tmp_dir) as tmp:
             rewrite_tar(shard.location, tmp, rows.drop_keys)

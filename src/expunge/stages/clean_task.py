@@ -27,7 +27,7 @@ from expunge.features.digest import as_binary
 from expunge.formats import Shard
 from expunge.formats.base import CleanRows, CleanTarget, ShardOutputs
 from expunge.formats.parquet import as_text
-from expunge.index.build import content_sha256
+from expunge.index.build import content_sha256, is_sha256, shard_identity
 from expunge.match.stage import BankRef
 from expunge.stages import done
 from expunge.stages.decide import Decided, ShardTriage, decide
@@ -215,7 +215,9 @@ def clean_shard(task: CleanTask) -> CleanResult:
         rows = CleanRows(rows_in, gone, drop, task.key_column, capture)
         action = task.shard.handler.write_clean(task.shard, _target(task), rows)
         main_files = [str(p) for p in planned.main]
-        sha = task.shard_sha256 if action != "rewritten" else content_sha256(main_files)
+        # A remote shard's index identity is its ETag, not a SHA-256: hash what was placed instead.
+        placed_as_is = action != "rewritten" and is_sha256(task.shard_sha256)
+        sha = task.shard_sha256 if placed_as_is else content_sha256(main_files)
         if gone and capture and all(len(rows.captured.get(c, ())) == len(gone) for c in capture):
             named = _names(task, gone, rows.captured)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir, named)
@@ -262,7 +264,7 @@ def _confirm_source(task: CleanTask) -> None:
     The index trusts size and mtime to skip re-hashing; a shard rewritten in place with its mtime
     restored would otherwise have the wrong rows removed and its flagged rows published.
     """
-    if content_sha256(task.shard.files) != task.shard_sha256:
+    if shard_identity(task.shard.files) != task.shard_sha256:
         raise StaleShardError(task.shard_name, task.shard.location)
 
 

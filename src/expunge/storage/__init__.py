@@ -23,6 +23,7 @@ from expunge.storage.fs import (
     read_bytes,
     size,
     walk,
+    walk_all,
 )
 from expunge.storage.location import Location, is_remote, parse, redact
 
@@ -47,4 +48,5 @@ __all__ = [
     "size",
     "storage_errors",
     "walk",
+    "walk_all",
 ]

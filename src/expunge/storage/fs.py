@@ -28,7 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from expunge.atomic import TMP_PREFIX, atomic_path, fsync_dir
 from expunge.atomic import write_bytes as _atomic_write_bytes
@@ -233,6 +233,37 @@ def walk(loc: Location | str | Path) -> list[Location]:
             if name.startswith(".") or any(_hidden(f) for f in folders):
                 continue
             out.append(_remote_location(loc, key))
+        return sorted(out, key=lambda x: x.path)
+
+
+def walk_all(loc: Location | str | Path) -> list[Location]:
+    """Every file at or below ``loc``, sorted, hidden and ``_`` names included: what ``verify`` must
+    account for, since a file nobody listed is a problem whatever its name. Locally, symbolic links
+    are listed, never followed (a link to a folder is not walked into); remote prefixes list every
+    object.
+    """
+    loc = parse(loc)
+    with storage_errors(loc):
+        if loc.is_local:
+            if os.path.isfile(loc.path):
+                return [loc]
+            if not os.path.isdir(loc.path):
+                raise ExpungeError("not found", loc.redacted())
+            found: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(loc.path, followlinks=False):
+                found.extend(os.path.join(dirpath, f) for f in filenames)
+                # a link to a folder is an entry too (listed, not walked into)
+                found.extend(
+                    os.path.join(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
+                )
+            return [Location(LOCAL, p) for p in sorted(found)]
+        fs = filesystem(loc)
+        root = str(fs._strip_protocol(loc.url)).strip("/")
+        out: list[Location] = []
+        for key in fs.find(loc.url, withdirs=False):
+            key = str(key).strip("/")
+            if key == root or key.startswith(root + "/"):
+                out.append(_remote_location(loc, key))
         return sorted(out, key=lambda x: x.path)
 
 
@@ -458,3 +489,38 @@ def iter_chunks(loc: Location | str | Path, chunk: int = 8 << 20) -> Iterator[by
         with filesystem(loc).open(loc.url, "rb", block_size=chunk) as fh:
             while block := fh.read(chunk):
                 yield block
+
+
+class ObjectStat(NamedTuple):
+    """What one metadata request says about an object, without reading it."""
+
+    size: int
+    #: The backend's tag for this object's content (S3/Azure ETag, GCS generation, Hub blob id), quotes
+    #: removed; a rewrite of the object changes it. None locally, or when the backend has none.
+    tag: str | None
+    #: The backend's modification time as text, when it has one (a weaker change signal than ``tag``).
+    modified: str | None
+
+
+# fsspec ``info`` keys holding a content tag, most specific first (s3fs, adlfs, gcsfs, huggingface_hub).
+_TAG_KEYS = ("ETag", "etag", "generation", "blob_id")
+_MODIFIED_KEYS = ("LastModified", "last_modified", "mtime", "updated", "created")
+
+
+def stat(loc: Location | str | Path) -> ObjectStat:
+    """Size and content tag of one file from one metadata request (a HEAD on S3): how an index
+    recognises an unchanged remote shard without downloading it. Locally the tag is None (callers
+    hash local files, which is cheap) and ``modified`` is the mtime in nanoseconds."""
+    loc = parse(loc)
+    with storage_errors(loc):
+        if loc.is_local:
+            st = os.stat(loc.path)
+            if not os.path.isfile(loc.path):
+                raise IsADirectoryError(loc.path)
+            return ObjectStat(st.st_size, None, str(st.st_mtime_ns))
+        info = filesystem(loc).info(loc.url)
+        if info.get("type") != "file":
+            raise IsADirectoryError(loc.url)
+        tag = next((str(info[k]).strip('"') for k in _TAG_KEYS if info.get(k)), None)
+        modified = next((str(info[k]) for k in _MODIFIED_KEYS if info.get(k)), None)
+        return ObjectStat(int(info["size"]), tag or None, modified)
