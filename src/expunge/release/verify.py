@@ -33,11 +33,16 @@ def _safe_path(rel: object) -> bool:
     return not p.is_absolute() and ".." not in p.parts and str(p) == rel and "." not in p.parts
 
 
-def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
-    problems: list[str] = []
+def listed_files(man: dict[str, Any], where: object) -> tuple[dict[str, dict[str, Any]] | None, list[str]]:
+    """The files a manifest vouches for (path -> entry), and the problems of the list itself: an older
+    format (None: nothing can be checked file by file), a root that does not match, unsafe paths.
+    Shared by the local and the remote check, so both read a manifest the same way."""
     files = man.get("files")
     if man.get("format") != mf.FORMAT or not isinstance(files, list):
-        return [f"{where}: the manifest lists no files (older format), so it cannot vouch for every file"]
+        return None, [
+            f"{where}: the manifest lists no files (older format), so it cannot vouch for every file"
+        ]
+    problems: list[str] = []
     if mf.merkle_root([(str(f.get("path")), str(f.get("sha256"))) for f in files]) != man.get("files_root"):
         problems.append(f"{where}: files root does not match the files it lists")
     listed: dict[str, dict[str, Any]] = {}
@@ -48,6 +53,14 @@ def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
             continue
         assert isinstance(rel, str)
         listed[rel] = f
+    return listed, problems
+
+
+def _check_files(release: Path, man: dict[str, Any], where: Path) -> list[str]:
+    found, problems = listed_files(man, where)
+    if found is None:
+        return problems
+    listed = found
     present, folders, odd = mf.walk(release)
     for rel in odd:
         problems.append(f"{release / rel}: not a regular file or folder (symlinks are not allowed)")

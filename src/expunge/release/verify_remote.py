@@ -29,6 +29,7 @@ from typing import Any
 
 from expunge.errors import ExpungeError
 from expunge.release import manifest as mf
+from expunge.release.verify import listed_files
 from expunge.storage import fs
 from expunge.storage.errors import storage_errors
 from expunge.storage.location import Location, parse
@@ -142,19 +143,10 @@ def _safe(rel: str) -> bool:
 
 def check_files(rel: _Release, man: dict[str, Any], where: str) -> list[str]:
     """Every listed file present with its SHA-256 and size; nothing else under the prefix."""
-    problems: list[str] = []
-    files = man.get("files")
-    if man.get("format") != mf.FORMAT or not isinstance(files, list):
-        return [f"{where}: the manifest lists no files (older format), so it cannot vouch for every file"]
-    if mf.merkle_root([(str(f.get("path")), str(f.get("sha256"))) for f in files]) != man.get("files_root"):
-        problems.append(f"{where}: files root does not match the files it lists")
-    listed: dict[str, dict[str, Any]] = {}
-    for f in files:
-        path = f.get("path") if isinstance(f, dict) else None
-        if not isinstance(path, str) or not _safe(path) or mf.is_own(path):
-            problems.append(f"{where}: lists a path that is not a file of the release")
-            continue
-        listed[path] = f
+    found, problems = listed_files(man, where)
+    if found is None:
+        return problems
+    listed = found
     for odd in rel.odd:
         problems.append(f"{odd.redacted()}: not in the manifest")
     for path in rel.objects:
