@@ -216,7 +216,7 @@ def clean(
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
             )
-        remote = _remote_out(out, ds)
+        remote = _remote_out(out, ds, s.config.store)
         staged = remote.staged if remote is not None else Path(out)
         target = check_out_location(s.store, ds, staged)
         with folder_lock(target, "the output folder"):
@@ -254,23 +254,31 @@ class _RemoteOut:
                 ):
                     copies[shard.name] = src
         publish(
-            self.staged, self.url, copies=copies, state_dir=self.staged.parent / (self.staged.name + ".state")
+            self.staged,
+            self.url,
+            copies=copies,
+            state_dir=self.staged.parent / (self.staged.name + ".state"),
+            refuse_foreign=True,
         )
 
 
-def _remote_out(out: str | Path, ds: Dataset) -> _RemoteOut | None:
-    """``--out`` as a URL: where it is staged locally; refused when it overlaps the dataset's prefix."""
+def _remote_out(out: str | Path, ds: Dataset, store: str | Path | None = None) -> _RemoteOut | None:
+    """``--out`` as a URL: where it is staged locally; refused when it overlaps the dataset's or the
+    store's prefix (publishing deletes what the release does not hold: a store inside ``--out`` would
+    lose its files and its lock, and a release inside the store would be pulled into it)."""
     from expunge.storage.location import is_remote, parse
     from expunge.storage.mirror import local_copy
 
     if not is_remote(out):
         return None
     url = parse(out)
-    if is_remote(ds.root):
-        root = parse(ds.root).url.rstrip("/")
-        dest = url.url.rstrip("/")
+    dest = url.url.rstrip("/")
+    for what, spec in (("dataset", ds.root), ("store", store)):
+        if spec is None or not is_remote(spec):
+            continue
+        root = parse(spec).url.rstrip("/")
         if dest == root or dest.startswith(root + "/") or root.startswith(dest + "/"):
-            raise ExpungeError("the output must not contain, or lie inside, the dataset", url.redacted())
+            raise ExpungeError(f"the output must not contain, or lie inside, the {what}", url.redacted())
     return _RemoteOut(url, local_copy(url, "releases") / "release")
 
 

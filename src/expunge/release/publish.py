@@ -20,6 +20,7 @@ and the second run ends with the same objects.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -194,23 +195,54 @@ def _same(record: dict[str, Any] | None, remote: tuple[int, str | None] | None) 
     return bool(record.get("size") == remote[0] and record.get("etag") == remote[1])
 
 
+def _md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with storage_errors(str(path)), open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _holds(head: tuple[int, str | None] | None, size: int, md5: str) -> bool:
+    """Whether an object holds the staged bytes, as far as its listing shows: same size and, when its
+    tag is a plain MD5 (S3's ETag of a one-part object, which a server-side copy makes), that MD5.
+    A tag of another form proves nothing, so it does not count as a match."""
+    if head is None or head[0] != size or head[1] is None:
+        return False
+    tag = head[1].lower()
+    return len(tag) == 32 and all(c in "0123456789abcdef" for c in tag) and tag == md5
+
+
 def _run(job: _Job, out: Location, state: _State, remote: dict[str, tuple[int, str | None]]) -> str:
     """Upload, copy or skip one file; returns which it did."""
     dst = out.join(job.rel)
     record = state.get(job.rel)
     if job.source is not None:
         source_head = job.source_head
+        staged = _digest(job.local) if job.local is not None else None
         if (
             record is not None
             and record.get("source") == job.source.url
             and _same(record, remote.get(job.rel))
             and (source_head is None or record.get("source_etag") == source_head[1])
+            and (staged is None or record.get("sha256") == staged[1])
         ):
             return "skipped"
         if source_head is None:
             raise ExpungeError("copy source not found", job.source.redacted())
-        fs.copy(job.source, dst)
-        written = _head(dst)
+        if job.local is not None and staged is not None:
+            # The manifest hashes the staged bytes. The source may have been replaced since they were
+            # read (same key, other bytes): copy it only when it still holds them, and check the copy.
+            md5 = _md5(job.local)
+            if not _holds(source_head, staged[0], md5):
+                return _upload(job.rel, job.local, dst, staged, state)
+            fs.copy(job.source, dst)
+            written = _head(dst)
+            if not _holds(written, staged[0], md5):
+                return _upload(job.rel, job.local, dst, staged, state)
+        else:
+            fs.copy(job.source, dst)
+            written = _head(dst)
         state.put(
             job.rel,
             None
@@ -220,6 +252,7 @@ def _run(job: _Job, out: Location, state: _State, remote: dict[str, tuple[int, s
                 "etag": written[1],
                 "source": job.source.url,
                 "source_etag": source_head[1],
+                **({"sha256": staged[1]} if staged is not None else {}),
             },
         )
         return "copied"
@@ -227,11 +260,16 @@ def _run(job: _Job, out: Location, state: _State, remote: dict[str, tuple[int, s
     size, sha = _digest(job.local)
     if record is not None and record.get("sha256") == sha and _same(record, remote.get(job.rel)):
         return "skipped"
-    state.put(job.rel, None)  # from here the object may be half replaced: trust nothing about it
-    fs.put_file(job.local, dst)
+    return _upload(job.rel, job.local, dst, (size, sha), state)
+
+
+def _upload(rel: str, local: Path, dst: Location, digest: tuple[int, str], state: _State) -> str:
+    size, sha = digest
+    state.put(rel, None)  # from here the object may be half replaced: trust nothing about it
+    fs.put_file(local, dst)
     written = _head(dst)
     if written is not None and written[0] == size:
-        state.put(job.rel, {"size": size, "sha256": sha, "etag": written[1]})
+        state.put(rel, {"size": size, "sha256": sha, "etag": written[1]})
     return "uploaded"
 
 
@@ -283,6 +321,7 @@ def publish(
     last: Sequence[str] = (mf.MANIFEST, mf.SIGNATURE),
     state_dir: Path | None = None,
     workers: int = 8,
+    refuse_foreign: bool = False,
 ) -> PublishReport:
     """Make the release staged in ``staged`` (plus the objects in ``copies``: relative path → source,
     copied server-side) the content of the prefix ``out``: files in ``last`` written after all others,
@@ -290,6 +329,11 @@ def publish(
 
     ``state_dir`` keeps ``published.json`` between runs, so a file whose object is unchanged since
     this publisher wrote it is not sent again; without it every file is sent.
+
+    ``refuse_foreign``: an object under ``out`` that the new release does not hold, that this
+    publisher never wrote and that the manifest there does not list is someone else's: refuse before
+    writing anything, and never delete it (what ``expunge clean`` uses; a local release folder is
+    swept the same way). Without it every such object is deleted.
     """
     out = parse(out)
     sources = {rel: parse(src) for rel, src in (copies or {}).items()}
@@ -301,8 +345,27 @@ def publish(
     state = _State(state_dir, out)
     report = PublishReport()
     remote = _listing(out)
+    ours = _ours(out, state, remote) if refuse_foreign else None
+    strangers = sorted(set(remote) - targets - ours) if ours is not None else []
+    if strangers:
+        # What the release does not hold is deleted after the manifest; an object that no earlier
+        # release listed and this publisher never wrote is someone else's: refuse, delete nothing.
+        raise ExpungeError(
+            "this object is not part of the release being written: move it away or choose another --out",
+            Location(out.protocol, out.path + "/" + strangers[0]).redacted(),
+        )
+    if ours is not None:
+        # Remember which stale objects are ours before the manifest replaces the one that listed
+        # them: a rerun after a stop between the manifest and the deletes still deletes them.
+        for rel in sorted((set(remote) - targets) & ours):
+            if state.get(rel) is None:
+                state.put(rel, {"stale": True})
+        state.save()
     jobs = [
-        _Job(rel, source=sources[rel]) if rel in sources else _Job(rel, local=files[rel]) for rel in targets
+        _Job(rel, local=files.get(rel), source=sources[rel])
+        if rel in sources
+        else _Job(rel, local=files[rel])
+        for rel in targets
     ]
     _read_sources([j for j in jobs if j.source is not None], state, remote, workers)
     order = [name for name in last if name in targets]
@@ -317,7 +380,10 @@ def publish(
         )
         for name in order:  # the completion markers, one at a time, in the order given
             _run_all([j for j in jobs if j.rel == name], out, state, remote, report, 1)
-        for rel in sorted(set(_listing(out)) - targets):
+        stale = set(_listing(out)) - targets
+        if ours is not None:
+            stale &= ours  # an object that appeared during this publish is not ours to delete
+        for rel in sorted(stale):
             fs.delete(out.join(rel) if _joinable(rel) else Location(out.protocol, out.path + "/" + rel))
             state.put(rel, None)
             report.deleted.append(rel)
@@ -328,6 +394,28 @@ def publish(
     for paths in (report.uploaded, report.copied, report.skipped, report.deleted):
         paths.sort()
     return report
+
+
+def _ours(out: Location, state: _State, remote: Mapping[str, tuple[int, str | None]]) -> set[str]:
+    """The objects under ``out`` that an expunge release put there: those this publisher recorded,
+    and those the release now under ``out`` lists in its manifest (with its signature). Empty folder
+    markers (``sub/``, made by consoles) hold nothing and count too."""
+    found = set(state.records)
+    found.update(rel for rel, (size, _) in remote.items() if size == 0 and (not rel or rel.endswith("/")))
+    if mf.MANIFEST in remote:
+        found.add(mf.SIGNATURE)
+        try:
+            data = json.loads(fs.read_bytes(out.join(mf.MANIFEST)))
+        except ValueError:
+            data = None  # unreadable: it vouches for nothing but itself
+        found.add(mf.MANIFEST)
+        if isinstance(data, dict):
+            for key, field_name in (("files", "path"), ("shards", "name")):
+                entries = data.get(key)
+                for entry in entries if isinstance(entries, list) else []:
+                    if isinstance(entry, dict) and isinstance(entry.get(field_name), str):
+                        found.add(entry[field_name])
+    return found
 
 
 def _read_sources(

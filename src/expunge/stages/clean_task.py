@@ -217,7 +217,7 @@ def clean_shard(task: CleanTask) -> CleanResult:
         main_files = [str(p) for p in planned.main]
         # A remote shard's index identity is its ETag, not a SHA-256: hash what was placed instead.
         placed_as_is = action != "rewritten" and is_sha256(task.shard_sha256)
-        sha = task.shard_sha256 if placed_as_is else content_sha256(main_files)
+        sha = task.shard_sha256 if placed_as_is else _confirm_source(task, content_sha256(main_files))
         if gone and capture and all(len(rows.captured.get(c, ())) == len(gone) for c in capture):
             named = _names(task, gone, rows.captured)
     _write_records(task, gone, reasons, quarantined, records_path, tmp_dir, named)
@@ -258,14 +258,21 @@ def clean_shard(task: CleanTask) -> CleanResult:
     return result
 
 
-def _confirm_source(task: CleanTask) -> None:
+def _confirm_source(task: CleanTask, written: str = "") -> str:
     """The bytes about to be published must be the bytes that were indexed and matched.
 
     The index trusts size and mtime to skip re-hashing; a shard rewritten in place with its mtime
     restored would otherwise have the wrong rows removed and its flagged rows published.
+
+    Called again once the shard was read (``written``: the hash of what was written, returned): a
+    remote object replaced between the first check and the read has its tag changed, and the rows
+    read from it were not the ones indexed. Local shards are hashed, not tagged: not checked twice.
     """
+    if written and is_sha256(task.shard_sha256):
+        return written
     if shard_identity(task.shard.files) != task.shard_sha256:
         raise StaleShardError(task.shard_name, task.shard.location)
+    return written
 
 
 def _keys_of_rows(task: CleanTask, rows: list[int]) -> list[str]:
