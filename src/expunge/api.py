@@ -211,12 +211,12 @@ def clean(
     beside it. ``negative_lists`` (``FILE:SIGNAL``) are allow-lists: cleared values never remove a row."""
     with _Session(opts or RunConfig()) as s:
         ds = s.dataset(dataset)
+        remote = _remote_out(out, ds, s.config.store)  # refused before any list is imported
         infos = _scope(s.store, banks, lists, s.config.allow_empty, s.pipeline.reporter, negative_lists)
         if not infos:
             raise ExpungeError(
                 "no lists given and no banks in the store (use --list FILE:SIGNAL)", s.store.root
             )
-        remote = _remote_out(out, ds, s.config.store)
         staged = remote.staged if remote is not None else Path(out)
         target = check_out_location(s.store, ds, staged)
         with folder_lock(target, "the output folder"):
