@@ -305,3 +305,18 @@ def test_the_image_flow_on_s3_equals_the_local_one(s3_server: S3Server, cache: P
         if name.endswith((".tar", ".parquet", "_stats.json")):
             assert published[name] == body, name
     assert _cli("verify", f"s3://{bucket}/out").returncode == 0
+
+
+def test_a_lock_not_written_by_expunge_is_refused_in_one_line(
+    s3_server: S3Server, cache: Path, tmp_path: Path
+) -> None:
+    ds = build_small_dataset(tmp_path, shards=1, rows_per_shard=100)
+    bucket = s3_server.make_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="store/lock.json", Body=b"\xff not json")
+    iwf = f"{ds.lists['iwf']}:url_md5"
+    res = _cli(
+        "clean", str(ds.root), "--list", iwf, "--store", f"s3://{bucket}/store", "--out", str(tmp_path / "o")
+    )
+    assert res.returncode == 2, res.stderr
+    assert "is not one expunge wrote" in res.stderr and "Traceback" not in res.stderr
+    assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1

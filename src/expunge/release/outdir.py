@@ -13,6 +13,7 @@ from expunge.errors import ExpungeError
 from expunge.formats import Shard
 from expunge.formats.paths import RESERVED_NAMES
 from expunge.release import manifest as release_manifest
+from expunge.storage.location import is_remote
 from expunge.store import Store
 
 STATE_DIR = ".expunge"  # where releases kept their state before it moved to the store
@@ -50,7 +51,7 @@ def check_out_location(store: Store, root: str, shards: Sequence[Shard], out: Pa
             if name.split("/", 1)[0].lower() in RESERVED_NAMES:
                 raise ExpungeError(
                     "this name is reserved for the release's own records; rename the file",
-                    Path(root) / name,
+                    f"{root.rstrip('/')}/{name}" if is_remote(root) else Path(root) / name,
                 )
     return out
 

@@ -101,11 +101,17 @@ class RemoteStore:
             if holder is None:
                 continue  # released between the two requests: try once more
             host, pid = holder.get("host"), holder.get("pid")
+            if not isinstance(host, str) or not isinstance(pid, int):
+                raise ExpungeError(
+                    f"the store's lock ({target.url}) is not one expunge wrote; if no run is using the "
+                    "store, delete it and rerun",
+                    self.remote.redacted(),
+                )
             if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
                 fs.delete(target)  # left by a run that died on this machine
                 continue
             raise ExpungeError(
-                f"the store is in use by another expunge run (host {host or 'unknown'}, pid {pid}, since "
+                f"the store is in use by another expunge run (host {host}, pid {pid}, since "
                 f"{holder.get('since', 'unknown')}); if that run is dead, delete {target.url} and rerun",
                 self.remote.redacted(),
             )
