@@ -48,6 +48,16 @@ COVER_FILE = "cover.parquet"
 PRIVATE_RECORDS = "removed.parquet"
 
 
+def _pair(folder: Path, stem: str) -> tuple[Path, Path]:
+    """``STEM.parquet`` and ``STEM.state.json`` in ``folder``, the stem kept whole.
+
+    Not ``Path.with_suffix``: a shard id keeps the dots of its name (``laion.part1-HASH``), and
+    ``with_suffix`` would cut it at the last dot, so ``laion.part1`` and ``laion.part2`` shared one
+    findings file (stores written that way are matched again: their files are simply not found).
+    """
+    return folder / f"{stem}.parquet", folder / f"{stem}.state.json"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "x"
 
@@ -125,18 +135,15 @@ class Store:
 
     def findings(self, dataset_id: str, shard: str) -> tuple[Path, Path]:
         """A shard's findings and the state file saying which bank versions they reflect."""
-        base = self.dataset_dir(dataset_id) / "findings" / self.shard_id(shard)
-        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+        return _pair(self.dataset_dir(dataset_id) / "findings", self.shard_id(shard))
 
     def soft_findings(self, dataset_id: str, shard: str) -> tuple[Path, Path]:
         """A shard's soft findings (scores, keywords, nudity) and their completion record."""
-        base = self.dataset_dir(dataset_id) / "soft" / self.shard_id(shard)
-        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+        return _pair(self.dataset_dir(dataset_id) / "soft", self.shard_id(shard))
 
     def neighbours(self, dataset_id: str) -> tuple[Path, Path]:
         """The dataset's neighbour findings (rows near a seed in embedding space) and their record."""
-        base = self.dataset_dir(dataset_id) / "neighbours"
-        return base.with_suffix(".parquet"), base.with_suffix(".state.json")
+        return _pair(self.dataset_dir(dataset_id), "neighbours")
 
     def flood_state(self, dataset_id: str) -> Path:
         """Rows each bank and rule decided in the dataset's last clean (the flood guard's baseline)."""

@@ -119,3 +119,27 @@ def test_no_row_group_of_a_dictionary_column_keeps_a_removed_value(tmp_path: Pat
     table = pq.read_table(tmp_path / "out" / "p.parquet", read_dictionary=["url"])
     assert all(FLAGGED not in chunk.dictionary.to_pylist() for chunk in table.column("url").chunks)
     assert _release_bytes_hold(tmp_path / "out", MARK.encode()) == []
+
+
+# Store paths cut shard ids at their last dot (``Path.with_suffix``): ``laion.part1`` and ``laion.part2``
+# shared one findings file, so one shard's matches were read as the other's and a flagged row of the
+# first was published. store.py ``findings``/``soft_findings``.
+def test_shards_whose_names_differ_after_a_dot_keep_their_own_findings(tmp_path: Path) -> None:
+    flagged_two = f"http://flagged.example/{MARK}-2.jpg"
+    (tmp_path / "ds").mkdir()
+    pq.write_table(pa.table({"url": [URLS[0], FLAGGED, URLS[1]]}), tmp_path / "ds" / "laion.part1.parquet")
+    pq.write_table(
+        pa.table({"url": [URLS[2], URLS[3], flagged_two]}), tmp_path / "ds" / "laion.part2.parquet"
+    )
+    listing = tmp_path / "two.txt"  # SYNTHETIC: digests of the two made-up URLs above
+    listing.write_text("".join(hashlib.md5(u.encode()).hexdigest() + "\n" for u in (FLAGGED, flagged_two)))
+    proc = run(["clean", "ds", "--list", f"{listing}:url_md5", "--out", "out", "-q", "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows_removed"] == 2
+    assert _release_bytes_hold(tmp_path / "out", MARK.encode()) == []
+
+
+def test_keygen_keeps_a_dotted_prefix_whole(tmp_path: Path) -> None:
+    proc = run(["keygen", "release.v2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "release.v2.key").is_file() and (tmp_path / "release.v2.pub").is_file()

@@ -23,7 +23,8 @@ from expunge.errors import ExpungeError
 
 def keygen(prefix: Path) -> tuple[Path, Path]:
     """Write ``PREFIX.key`` (secret, PEM) and ``PREFIX.pub`` (minisign public key)."""
-    secret_path, public_path = prefix.with_suffix(".key"), prefix.with_suffix(".pub")
+    # The prefix kept whole: ``with_suffix`` would turn ``release.v2`` into ``release.key``.
+    secret_path, public_path = prefix.parent / f"{prefix.name}.key", prefix.parent / f"{prefix.name}.pub"
     for p in (secret_path, public_path):
         if p.exists():
             raise ExpungeError("refusing to overwrite an existing key file", p)
