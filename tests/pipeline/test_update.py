@@ -114,3 +114,33 @@ def test_records_name_rows_alike_when_captured_reused_or_read(tmp_path: Path) ->
         )
     clean()
     assert _records(out) == first
+
+
+def test_an_update_that_matches_nothing_writes_no_findings_and_the_next_clean_trusts_them(
+    tmp_path: Path,
+) -> None:
+    """The state file alone moves to the grown list's version; a later update that does match in one
+    shard rewrites that shard's findings only, and removes its row."""
+    ds = build_small_dataset(tmp_path, shards=3, rows_per_shard=600)
+    iwf = ds.lists["iwf"]
+    store, out = tmp_path / "store", tmp_path / "out"
+    first = _clean(ds.root, iwf, store, out)
+
+    def findings() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in sorted(store.rglob("findings/*.parquet"))}
+
+    before = findings()
+    with iwf.open("a") as fh:
+        fh.writelines(
+            f"{hashlib.md5(f'nil-{i}'.encode()).hexdigest()},{30_000 + i},synthetic\n" for i in range(40)
+        )
+    second = _clean(ds.root, iwf, store, out)
+    assert findings() == before and second["rows_removed"] == first["rows_removed"]
+    i = 300  # row 300 of shard 1, as tests.conftest writes it
+    url = f"https://img{i % 13}.photos.example/1/{i:06d}/view-{i * 7 % 1000}.jpg?w=512"
+    with iwf.open("a") as fh:
+        fh.write(f"{hashlib.md5(url.encode()).hexdigest()},88888,synthetic\n")
+    third = _clean(ds.root, iwf, store, out)
+    after = findings()
+    assert len([n for n in after if after[n] != before[n]]) == 1
+    assert third["rows_removed"] == first["rows_removed"] + 1

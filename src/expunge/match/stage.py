@@ -72,6 +72,12 @@ def empty_findings() -> pa.Table:
     return empty_table(FINDINGS_SCHEMA)
 
 
+def findings_state(path: Path) -> Path:
+    """The state file beside a findings file (``Store.findings`` pairs ``STEM.parquet`` with
+    ``STEM.state.json``): which bank versions the findings reflect."""
+    return path.with_name(path.name.removesuffix(".parquet") + ".state.json")
+
+
 def read_findings(path: Path) -> pa.Table:
     if not path.is_file():
         return empty_findings()
@@ -183,6 +189,10 @@ def match_shard(task: MatchTask) -> MatchResult:
         others = existing.filter(pc.invert(pc.is_in(existing.column("bank"), pa.array(sorted(in_task)))))
         parts.append(others)
     new_state = {k: v for k, v in state.items() if k not in in_task}
+    # Whether the findings file must be written again. An incremental match that found nothing new and
+    # dropped nothing leaves it as it is: the state file alone moves to the new version (decide checks
+    # the version there), so a daily update does not rewrite every shard's findings.
+    rewrite = not state or any(b.name not in state for b in task.banks)
     for ref in task.banks:
         bank = load_bank(store, ref.name, ref.version)
         prev = state.get(ref.name)
@@ -197,17 +207,23 @@ def match_shard(task: MatchTask) -> MatchResult:
         ):
             mode = "incremental"
             mine = existing.filter(pc.equal(existing.column("bank"), ref.name))
+            before = mine.num_rows
             if mine.num_rows and _shrank_since(task.store_root, ref.name, prev, ref.version):
                 vals = np.array(mine.column("value").to_pylist(), dtype=f"S{bank.width}")
                 mine = mine.filter(pa.array(bank.values.contains(vals)))
+            rewrite = rewrite or mine.num_rows != before  # a value left the bank
             added = _net_added(task.store_root, ref.name, prev, ref.version)
             if len(added):
-                found = _find(index_dir, bank, added, task, cache=False)
-                mine = pa.concat_tables([mine, _findings_for(found, ref.name, ref.version, bank.signal)])
+                found = _findings_for(
+                    _find(index_dir, bank, added, task, cache=False), ref.name, ref.version, bank.signal
+                )
+                rewrite = rewrite or found.num_rows > 0  # a value joined it and matched here
+                mine = pa.concat_tables([mine, found])
         else:
             mode = "full"
             found = _find(index_dir, bank, bank.values.values, task, cache=True)
             mine = _findings_for(found, ref.name, ref.version, bank.signal)
+            rewrite = True
         if mine.num_rows:
             mine = mine.set_column(
                 mine.schema.get_field_index("bank_version"),
@@ -218,8 +234,9 @@ def match_shard(task: MatchTask) -> MatchResult:
         new_state[ref.name] = ref.version
         result.mode[ref.name] = mode
     table = _dedupe_sorted(pa.concat_tables(parts) if parts else empty_findings())
-    with atomic.atomic_path(Path(task.findings_path), store.tmp) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    if rewrite:
+        with atomic.atomic_path(Path(task.findings_path), store.tmp) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     done.mark_done(state_path, new_state, store.tmp)  # last: the findings are done
     for ref in task.banks:
         sel = table.filter(pc.equal(table.column("bank"), ref.name))

@@ -33,9 +33,10 @@ from expunge.arrow import read_parquet
 from expunge.features.url import QUARANTINE_REASONS
 from expunge.index.build import read_quarantine
 from expunge.lists.bank import load_bank
-from expunge.match.stage import BankRef, read_findings
+from expunge.match.stage import BankRef, findings_state, read_findings
 from expunge.policy.evaluate import QUARANTINE, REMOVE, REVIEW, RowSignals, evaluate
 from expunge.policy.parse import Policy
+from expunge.stages import done
 from expunge.store import Store
 
 #: Reason of a row removed because a hotline confirmed it.
@@ -219,9 +220,14 @@ def decide(
     reasons = out.reasons
     bank_rows: dict[str, np.ndarray] = {}
     if findings.num_rows:
+        # Which bank versions the findings reflect: the match stage's state file, written after them. A
+        # list update that matched nothing new in this shard moves only that file forward, so rows found
+        # at an earlier version are current when the state says so.
+        reflected = done.read_record(findings_state(findings_path)) or {}
         for ref, signal in zip(banks, bank_signals, strict=True):
             sel = findings.filter(pc.equal(findings.column("bank"), ref.name))
-            if sel.num_rows and set(sel.column("bank_version").to_pylist()) != {ref.version}:
+            current = reflected.get(ref.name) == ref.version
+            if sel.num_rows and not current and set(sel.column("bank_version").to_pylist()) != {ref.version}:
                 raise RuntimeError(f"findings for {shard} are stale for bank {ref.name}")
             rows = np.unique(sel.column("row").to_numpy())
             bank_rows[ref.name] = rows
