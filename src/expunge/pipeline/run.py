@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from expunge.stages import match as match_stage
 from expunge.stages import triage as triage_stage
 from expunge.stages.base import StageReport
 from expunge.stages.clean_task import CleanResult, CleanTask
-from expunge.stages.decide import ShardTriage
+from expunge.stages.decide import Decided, ShardTriage
 from expunge.stages.tasks import clean_shard, index_shard, match_shard, soft_shard, tally_shard
 from expunge.stages.triage import TriageRun
 from expunge.store import Store
@@ -52,6 +52,7 @@ class Pipeline:
         self._neighbours: Path | None = None  # the neighbour findings of the last triage stage
         self._soft = False  # the last triage stage measured soft signals (scores, keywords, nsfw)
         self._writes = True  # the last flood tally found a shard whose removed rows changed
+        self._decided: dict[str, Decided] = {}  # the tally's decisions, while no shard is to be written
 
     def _report(self, report: StageReport) -> StageReport:
         self.ledger.append(asdict(report))
@@ -144,6 +145,10 @@ class Pipeline:
         tasks = self._clean_tasks(
             ds, banks, out, state_dir, tmp_dir, plan.rows if plan else None, shard_triage
         )
+        if plan is None and not self._writes:
+            # An update that writes no shard: each clean task takes the tally's decision, made moments ago
+            # in this process from the same inputs, instead of reading the findings to make it again.
+            tasks = [replace(t, decided=self._decided.get(t.shard_name)) for t in tasks]
         results: dict[str, CleanResult] = {}
         with self.reporter.bar("clean", len(tasks), "shards") as bar:
             # An update that changes no shard's removed rows only rewrites records: no pool for that.
@@ -220,10 +225,15 @@ class Pipeline:
         tasks = self._clean_tasks(ds, banks, out, state_dir, self.store.tmp, None, shard_triage)
         tally = flood.Tally()
         self._writes = False
+        self._decided = {}
         # Reading findings is light: it runs here unless the workers are already up.
-        for _name, decided, writes in self.executor.map(tally_shard, tasks, light=True):
+        for name, decided, writes in self.executor.map(tally_shard, tasks, light=True):
             tally.add(decided)
             self._writes = self._writes or writes
+            if not self._writes:  # kept only while no shard is to be written (the clean then runs here)
+                self._decided[name] = decided
+        if self._writes:
+            self._decided = {}
         rule_shares = {r.name: r.max_share for r in run.policy.rules} if run is not None else {}
         flood.check(
             tally,

@@ -73,6 +73,9 @@ class CleanTask:
     triage: ShardTriage | None = (
         None  # policy, soft findings, negative banks, verdicts (None: hash lists only)
     )
+    # The decision the flood tally made for this shard in this run, when the clean runs in the same process
+    # and nothing changed in between (an update that writes no shard): not made a second time.
+    decided: Decided | None = None
 
     @property
     def shard_name(self) -> str:
@@ -164,7 +167,7 @@ def _drop_keys(task: CleanTask, gone: list[int]) -> frozenset[str]:
 
 def clean_shard(task: CleanTask) -> CleanResult:
     started = time.perf_counter()
-    decided = _decide(task)
+    decided = task.decided if task.decided is not None else _decide(task)
     rows_in, reasons, quarantined, low_quality = (
         decided.rows_in,
         decided.reasons,
