@@ -90,14 +90,9 @@ def place(source: str, final: Path, tmp_dir: Path) -> str:
 
     if not is_remote(source):
         return atomic.copy_or_link(Path(source), final, tmp_dir)
-    from expunge.storage import fs
-    from expunge.storage.errors import storage_errors
-    from expunge.storage.location import parse
+    from expunge.storage.fs import download
 
-    loc = parse(source)
-    with atomic.atomic_path(final, tmp_dir) as tmp, open(tmp, "wb") as fh, storage_errors(loc):
-        for chunk in fs.iter_chunks(loc):
-            fh.write(chunk)
+    download(source, final, tmp_dir)
     return "copied"
 
 

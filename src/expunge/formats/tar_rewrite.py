@@ -91,13 +91,12 @@ def _record_size(total: int, trailer: int) -> int | None:
 def _fetched(src: str, folder: Path) -> Iterator[str]:
     """A remote tar as a local temporary file: a rewrite keeps nearly every byte of it, so the whole
     object is read once, streamed, then the byte ranges are copied locally as for any shard."""
-    from expunge import storage
+    from expunge.storage.fs import download
 
     fd, name = tempfile.mkstemp(prefix=".expunge-fetch-", suffix=".tar", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh, storage.storage_errors(storage.parse(src)):
-            for chunk in storage.iter_chunks(src):
-                fh.write(chunk)
+        download(src, Path(name), folder)
         yield name
     finally:
         with contextlib.suppress(FileNotFoundError):

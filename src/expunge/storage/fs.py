@@ -343,10 +343,12 @@ def put_file(local_path: str | Path, loc: Location | str | Path) -> None:
         filesystem(loc).put_file(str(local_path), loc.url)
 
 
-def _download(src: Location, final: Path) -> None:
-    fs = filesystem(src)
-    with atomic_path(final) as tmp:
-        fs.get_file(src.url, str(tmp))
+def download(src: Location | str | Path, final: Path, tmp_dir: Path | None = None) -> None:
+    """A remote object as the local file ``final``, which appears whole or not at all (temporaries in
+    ``tmp_dir``, else beside ``final``)."""
+    src = parse(src)
+    with storage_errors(src), atomic_path(final, tmp_dir) as tmp:
+        filesystem(src).get_file(src.url, str(tmp))
 
 
 def _same_store(src: Location, dst: Location) -> bool:
@@ -376,7 +378,7 @@ def copy(src: Location | str | Path, dst: Location | str | Path) -> None:
             with storage_errors(dst):
                 filesystem(dst).put_file(src.path, dst.url)
         elif dst.is_local:
-            _download(src, Path(dst.path))
+            download(src, Path(dst.path))
         else:
             with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as scratch:
                 staged = Path(scratch) / "object"

@@ -168,14 +168,12 @@ class RemoteStore:
         state = self._state()
         remote = self._remote_objects()
         fetched = dropped = 0
-        fsys = fs.filesystem(self.remote)
         for rel, token in sorted(remote.items()):
             if state.get(rel, {}).get("etag") == token and (self.local / rel).is_file():
                 continue
             dst = self.local / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            with atomic.atomic_path(dst, self.local) as tmp, storage_errors(self.remote.join(rel)):
-                fsys.get_file(self.remote.join(rel).url, str(tmp))
+            fs.download(self.remote.join(rel), dst, self.local)
             st = dst.stat()
             state[rel] = {"etag": token, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             fetched += 1
