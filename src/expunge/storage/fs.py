@@ -199,6 +199,29 @@ def _remote_location(loc: Location, path: str) -> Location:
     return Location(loc.protocol, path.strip("/"))
 
 
+def _keys_below(loc: Location) -> list[tuple[str, str]]:
+    """Every object at or below a remote ``loc``: ``(key, path below loc)`` ("" for ``loc`` itself)."""
+    fs = filesystem(loc)
+    root = str(fs._strip_protocol(loc.url)).strip("/")
+    out: list[tuple[str, str]] = []
+    for key in fs.find(loc.url, withdirs=False):
+        key = str(key).strip("/")
+        if key == root:
+            out.append((key, ""))
+        elif key.startswith(root + "/"):
+            out.append((key, key[len(root) + 1 :]))
+    return out
+
+
+def _local_start(loc: Location) -> list[Location] | None:
+    """A local ``loc`` that is a file is itself; a missing one is refused; a folder is walked (None)."""
+    if os.path.isfile(loc.path):
+        return [loc]
+    if not os.path.isdir(loc.path):
+        raise ExpungeError("not found", loc.redacted())
+    return None
+
+
 def walk(loc: Location | str | Path) -> list[Location]:
     """Every file at or below ``loc``, sorted: a file is itself; a folder (prefix) is walked recursively.
 
@@ -210,28 +233,20 @@ def walk(loc: Location | str | Path) -> list[Location]:
     loc = parse(loc)
     with storage_errors(loc):
         if loc.is_local:
-            if os.path.isfile(loc.path):
-                return [loc]
-            if not os.path.isdir(loc.path):
-                raise ExpungeError("not found", loc.redacted())
+            start = _local_start(loc)
+            if start is not None:
+                return start
             found: list[str] = []
             for dirpath, dirnames, filenames in os.walk(loc.path):
                 dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
                 found.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
             return [Location(LOCAL, p) for p in sorted(found)]
-        fs = filesystem(loc)
-        root = str(fs._strip_protocol(loc.url)).strip("/")
         out: list[Location] = []
-        for key in fs.find(loc.url, withdirs=False):
-            key = str(key).strip("/")
-            if key == root:
-                out.append(_remote_location(loc, key))
-                continue
-            if not key.startswith(root + "/"):
-                continue
-            *folders, name = key[len(root) + 1 :].split("/")
-            if name.startswith(".") or any(_hidden(f) for f in folders):
-                continue
+        for key, below in _keys_below(loc):
+            if below:
+                *folders, name = below.split("/")
+                if name.startswith(".") or any(_hidden(f) for f in folders):
+                    continue
             out.append(_remote_location(loc, key))
         return sorted(out, key=lambda x: x.path)
 
@@ -245,10 +260,9 @@ def walk_all(loc: Location | str | Path) -> list[Location]:
     loc = parse(loc)
     with storage_errors(loc):
         if loc.is_local:
-            if os.path.isfile(loc.path):
-                return [loc]
-            if not os.path.isdir(loc.path):
-                raise ExpungeError("not found", loc.redacted())
+            start = _local_start(loc)
+            if start is not None:
+                return start
             found: list[str] = []
             for dirpath, dirnames, filenames in os.walk(loc.path, followlinks=False):
                 found.extend(os.path.join(dirpath, f) for f in filenames)
@@ -257,14 +271,7 @@ def walk_all(loc: Location | str | Path) -> list[Location]:
                     os.path.join(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
                 )
             return [Location(LOCAL, p) for p in sorted(found)]
-        fs = filesystem(loc)
-        root = str(fs._strip_protocol(loc.url)).strip("/")
-        out: list[Location] = []
-        for key in fs.find(loc.url, withdirs=False):
-            key = str(key).strip("/")
-            if key == root or key.startswith(root + "/"):
-                out.append(_remote_location(loc, key))
-        return sorted(out, key=lambda x: x.path)
+        return sorted((_remote_location(loc, key) for key, _ in _keys_below(loc)), key=lambda x: x.path)
 
 
 def listdir(loc: Location | str | Path) -> list[Location]:
